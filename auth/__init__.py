@@ -1,0 +1,1 @@
+"""Accounts and tokens: password hashing, JWT issue/verification and the FastAPI dependencies."""

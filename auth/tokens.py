@@ -1,0 +1,93 @@
+"""Issue and verify HS256 access tokens shared with the frontend's Better Auth.
+
+Our tokens carry `sub`, `email`, `iat`, `exp` and `jti`. A frontend token signed with the same
+secret that carries only `sub` and `exp` is equally valid; it has no `jti`, so its revocation
+key is a digest of the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+REQUIRED_CLAIMS = ("exp", "sub")
+LATEST_TIMESTAMP = 253402214400  # 9999-12-31T00:00:00Z: later `exp` values are clamped
+
+
+class InvalidTokenError(Exception):
+    """The token cannot be trusted; the message is safe to show to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    sub: str
+    expires_at: datetime
+    revocation_key: str
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+class TokenService:
+    def __init__(self, secret: str, algorithm: str, lifetime_seconds: int) -> None:
+        self._secret = secret
+        self._algorithm = algorithm
+        self._algorithms = [algorithm]
+        self._lifetime = lifetime_seconds
+
+    def issue(self, user_id: str, email: str) -> IssuedToken:
+        now = datetime.now(UTC)
+        payload = {
+            "sub": user_id,
+            "email": email,
+            "iat": now,
+            "exp": now + timedelta(seconds=self._lifetime),
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(payload, self._secret, algorithm=self._algorithm)
+        return IssuedToken(access_token=token, expires_in=self._lifetime)
+
+    def verify(self, token: str) -> TokenClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=self._algorithms,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("Token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidTokenError("Token is not valid yet") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidTokenError(f"Token is missing the {exc.claim!r} claim") from None
+        except jwt.PyJWTError:
+            raise InvalidTokenError("Invalid token") from None
+
+        subject = payload["sub"]
+        if not isinstance(subject, str) or not subject or "\x00" in subject:
+            raise InvalidTokenError("Invalid token subject")
+        jti = payload.get("jti")
+        revocation_key = (
+            jti
+            if isinstance(jti, str) and jti and len(jti) <= 128 and "\x00" not in jti
+            else "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+        )
+        email = payload.get("email")
+        name = payload.get("name")
+        return TokenClaims(
+            sub=subject,
+            expires_at=datetime.fromtimestamp(min(payload["exp"], LATEST_TIMESTAMP), UTC),
+            revocation_key=revocation_key,
+            email=email if isinstance(email, str) else None,
+            name=name if isinstance(name, str) else None,
+        )

@@ -1,0 +1,100 @@
+"""Turn the database URLs people paste (Neon console, Heroku-style, SQLAlchemy) into an
+async SQLAlchemy URL plus the driver connect arguments it implies.
+
+SQLAlchemy hands URL query keys straight to asyncpg, which rejects libpq-only keys such as
+`sslmode` and `channel_binding`; those are translated or dropped here.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+
+POSTGRES_SCHEMES = {
+    "postgres",
+    "postgresql",
+    "postgresql+asyncpg",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+pg8000",
+}
+SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
+LIBPQ_ONLY_KEYS = (
+    "channel_binding",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "target_session_attrs",
+    "connect_timeout",
+    "application_name",
+    "gssencmode",
+    "sslnegotiation",
+)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class DatabaseURLError(ValueError):
+    """The URL cannot be used; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    url: URL
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+
+def _ssl_argument(mode: str, root_cert: str | None) -> ssl.SSLContext | str | bool:
+    """Map a libpq `sslmode` onto asyncpg's `ssl` connect argument."""
+    if mode == "disable":
+        return False
+    if mode in ("allow", "prefer", "require"):
+        return mode
+    context = (
+        ssl.create_default_context(cafile=root_cert) if root_cert else ssl.create_default_context()
+    )
+    if mode == "verify-ca":
+        context.check_hostname = False
+    return context
+
+
+def parse_database_url(raw: str) -> DatabaseTarget:
+    """Normalise `raw` to `postgresql+asyncpg` or `sqlite+aiosqlite` with its connect args."""
+    try:
+        url = make_url(raw.strip())
+    except Exception as exc:
+        raise DatabaseURLError(f"DATABASE_URL is not a valid URL: {exc}") from None
+
+    scheme = url.drivername.lower()
+    if scheme in SQLITE_SCHEMES:
+        return DatabaseTarget(url=url.set(drivername="sqlite+aiosqlite"))
+    if scheme not in POSTGRES_SCHEMES:
+        raise DatabaseURLError(
+            f"DATABASE_URL scheme {url.drivername!r} is not supported: use postgresql:// or sqlite://"
+        )
+
+    query = dict(url.query)
+    for key in LIBPQ_ONLY_KEYS:
+        query.pop(key, None)
+    ssl_mode = query.pop("sslmode", None)
+    root_cert = query.pop("sslrootcert", None)
+    connect_args: dict[str, Any] = {}
+    if ssl_mode is not None:
+        ssl_mode = str(ssl_mode).lower()
+        if ssl_mode not in SSL_MODES:
+            raise DatabaseURLError(
+                f"DATABASE_URL sslmode={ssl_mode!r} is not one of {', '.join(SSL_MODES)}"
+            )
+        connect_args["ssl"] = _ssl_argument(ssl_mode, str(root_cert) if root_cert else None)
+    normalised = url.set(drivername="postgresql+asyncpg", query=query)
+    return DatabaseTarget(url=normalised, connect_args=connect_args)

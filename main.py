@@ -1,0 +1,74 @@
+"""The Todo API application: `uv run uvicorn main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from auth.passwords import PasswordHasher
+from auth.tokens import TokenService
+from body_limit import BodySizeLimitMiddleware
+from db import create_engine_for, create_sessionmaker, create_tables
+from errors import install_exception_handlers
+from routes import auth, meta, tasks
+from settings import Settings, get_settings
+
+VERSION = "1.0.0"
+PAGINATION_HEADERS = ["X-Total-Count", "Link"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine_for(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        await create_tables(engine)
+        await app.state.password_hasher.prepare()
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title=settings.app_name,
+        version=VERSION,
+        description=(
+            "Multi-user Todo API. Sign up or log in under **auth**, press **Authorize** and paste "
+            "the `access_token`; task routes take your `user_id` in the path."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_service = TokenService(
+        settings.jwt_secret, settings.jwt_algorithm, settings.jwt_expiration_delta
+    )
+    app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_allowed_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=PAGINATION_HEADERS,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_exception_handlers(app)
+
+    app.include_router(meta.router)
+    app.include_router(auth.router)
+    app.include_router(tasks.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,35 @@
+"""Public endpoints: service information and health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from db import database_errors
+from schemas import HealthStatus, RootInfo
+
+router = APIRouter(tags=["meta"])
+
+HEALTH_TIMEOUT_SECONDS = 5.0
+
+
+@router.get("/")
+async def root(request: Request) -> RootInfo:
+    return RootInfo(name=request.app.title, version=request.app.version, docs="/docs")
+
+
+@router.get(
+    "/health",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "The database did not answer"}},
+)
+async def health(request: Request) -> HealthStatus | JSONResponse:
+    """Liveness and database reachability (`SELECT 1`)."""
+    try:
+        async with request.app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except database_errors:
+        body = HealthStatus(status="unavailable", database="unavailable").model_dump()
+        return JSONResponse({**body, "detail": "Database unavailable"}, status_code=503)
+    return HealthStatus(status="ok", database="ok")

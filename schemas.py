@@ -1,0 +1,163 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
+
+from models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, TITLE_MAX_LENGTH
+
+PASSWORD_MIN_BYTES = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything after 72 bytes: refuse rather than truncate
+
+
+def _reject_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _email_lower(value: str) -> str:
+    return _reject_nul(value).lower()
+
+
+def _password_bytes(value: str, minimum: int) -> str:
+    _reject_nul(value)
+    size = len(value.encode("utf-8"))
+    if size < minimum:
+        raise ValueError(f"must be at least {minimum} bytes long")
+    if size > PASSWORD_MAX_BYTES:
+        raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes long in UTF-8")
+    return value
+
+
+def _new_password(value: str) -> str:
+    return _password_bytes(value, PASSWORD_MIN_BYTES)
+
+
+def _any_password(value: str) -> str:
+    return _password_bytes(value, 1)
+
+
+Email = Annotated[EmailStr, AfterValidator(_email_lower)]
+NewPassword = Annotated[str, AfterValidator(_new_password)]
+Password = Annotated[str, AfterValidator(_any_password)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=NAME_MAX_LENGTH),
+    AfterValidator(_reject_nul),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
+    AfterValidator(_reject_nul),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_reject_nul)
+]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class SignupRequest(BaseModel):
+    email: Email
+    password: NewPassword = Field(description="8 to 72 bytes in UTF-8, no NUL characters.")
+    name: Name | None = None
+
+
+class LoginRequest(BaseModel):
+    email: Email
+    password: Password
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+    user_id: str
+    email: str
+    name: str | None
+
+
+class UserRead(BaseModel):
+    """The caller's identity: a local account, or the claims of a frontend-issued token."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    email: str | None
+    name: str | None
+    created_at: datetime | None
+
+
+class MessageResponse(BaseModel):
+    detail: str
+
+
+class TaskStatusFilter(StrEnum):
+    all = "all"
+    pending = "pending"
+    completed = "completed"
+
+
+class TaskCreate(BaseModel):
+    title: Title
+    description: Description | None = None
+
+
+class TaskUpdate(BaseModel):
+    """Partial update: only the fields present in the body change; `{}` changes nothing."""
+
+    title: Title | None = None
+    description: Description | None = None
+    completed: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required_columns(self) -> TaskUpdate:
+        for name in ("title", "completed"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TaskCompletion(BaseModel):
+    """`{}` toggles; `{"completed": true|false}` sets."""
+
+    completed: StrictBool | None = None
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class RootInfo(BaseModel):
+    name: str
+    version: str
+    docs: str
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]

@@ -84,15 +84,6 @@ class LoginRequest(BaseModel):
     password: Password
 
 
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: Literal["bearer"] = "bearer"
-    expires_in: int = Field(description="Seconds until the token expires.")
-    user_id: str
-    email: str
-    name: str | None
-
-
 class UserRead(BaseModel):
     """The caller's identity: a local account, or the claims of a frontend-issued token."""
 
@@ -102,6 +93,16 @@ class UserRead(BaseModel):
     email: str | None
     name: str | None
     created_at: datetime | None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+    user_id: str
+    email: str
+    name: str | None
+    user: UserRead = Field(description="The account, in the shape Better Auth clients read.")
 
 
 class MessageResponse(BaseModel):

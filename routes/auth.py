@@ -37,6 +37,7 @@ def _token_response(tokens: TokenServiceDep, user: User) -> TokenResponse:
         user_id=user.id,
         email=user.email,
         name=user.name,
+        user=UserRead.model_validate(user),
     )
 
 

@@ -10,7 +10,7 @@ from httpx import AsyncClient
 
 from tests.helpers import PASSWORD, bearer, frontend_token, sign_up
 
-TOKEN_FIELDS = {"access_token", "token_type", "expires_in", "user_id", "email", "name"}
+TOKEN_FIELDS = {"access_token", "token_type", "expires_in", "user_id", "email", "name", "user"}
 
 
 class TestSignup:
@@ -27,6 +27,9 @@ class TestSignup:
         assert body["email"] == "ada@example.com"
         assert body["name"] == "Ada"
         assert str(uuid.UUID(body["user_id"])) == body["user_id"]
+        user = body["user"]
+        assert (user["id"], user["email"], user["name"]) == (body["user_id"], body["email"], "Ada")
+        assert user["created_at"].endswith(("Z", "+00:00"))
         me = await client.get("/api/auth/me", headers=bearer(body["access_token"]))
         assert me.status_code == 200
         assert me.json()["id"] == body["user_id"]

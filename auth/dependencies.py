@@ -33,11 +33,11 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
-def get_token_service(request: Request) -> TokenService:
+async def get_token_service(request: Request) -> TokenService:
     return request.app.state.token_service
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
@@ -45,7 +45,7 @@ TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
-def get_token_claims(
+async def get_token_claims(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     tokens: TokenServiceDep,
 ) -> TokenClaims:

@@ -6,6 +6,7 @@ commits once when the endpoint succeeds and rolls back when it raises.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import SQLModel
@@ -23,6 +24,9 @@ from database_url import DatabaseTarget, parse_database_url
 from settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# A pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 2.0
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 
 def utcnow() -> datetime:
@@ -75,6 +79,32 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling that costs nothing on a busy pool.
+
+    SQLAlchemy's `pool_pre_ping` spends three round trips (BEGIN, `;`, ROLLBACK) on every
+    checkout. Connections that were handed back moments ago are alive; the ones that sat idle
+    (where a server restart, Neon's scale-to-zero or a dropped link show up) are pinged. A
+    failed ping raises `DisconnectionError`, so the pool discards every connection opened
+    before it and retries with a fresh one; a connection that dies mid-request anyway is
+    detected as a disconnect by SQLAlchemy and the request gets a 503.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _remember_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError("connection failed its ping") from exc
+
+
 def create_engine_for(settings: Settings) -> AsyncEngine:
     target: DatabaseTarget = parse_database_url(settings.database_url)
     if target.is_sqlite:
@@ -84,18 +114,32 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         target.url,
         connect_args=target.connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=settings.db_pool_recycle,
     )
+    if settings.db_pool_pre_ping:
+        _ping_idle_connections(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for GET/HEAD: on PostgreSQL they run in autocommit, without BEGIN/COMMIT.
+
+    A read needs no transaction: under READ COMMITTED each statement takes its own snapshot
+    inside a transaction too, so this only saves two round trips. SQLite keeps transactions
+    (its `BEGIN IMMEDIATE` hook serialises writers).
+    """
+    if engine.dialect.name == "sqlite":
+        return create_sessionmaker(engine)
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -107,7 +151,11 @@ async def create_tables(engine: AsyncEngine) -> None:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit once on success, roll back on any error."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    state = request.app.state
+    reads_only = request.method in READ_ONLY_METHODS
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        state.read_sessionmaker if reads_only else state.sessionmaker
+    )
     async with sessionmaker() as session:
         try:
             yield session
@@ -128,3 +176,10 @@ database_errors: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for lost or refused connections and timeouts, false for errors in a statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, database_errors)

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
 from body_limit import BodySizeLimitMiddleware
-from db import create_engine_for, create_sessionmaker, create_tables
+from db import create_engine_for, create_read_sessionmaker, create_sessionmaker, create_tables
 from errors import install_exception_handlers
 from routes import auth, meta, tasks
 from settings import Settings, get_settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine_for(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         await create_tables(engine)
         await app.state.password_hasher.prepare()
         try:

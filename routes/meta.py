@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from db import database_errors
+from db import is_database_unavailable
 from schemas import HealthStatus, RootInfo
 
 router = APIRouter(tags=["meta"])
@@ -29,7 +29,9 @@ async def health(request: Request) -> HealthStatus | JSONResponse:
     try:
         async with request.app.state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except database_errors:
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
         body = HealthStatus(status="unavailable", database="unavailable").model_dump()
         return JSONResponse({**body, "detail": "Database unavailable"}, status_code=503)
     return HealthStatus(status="ok", database="ok")

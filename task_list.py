@@ -100,8 +100,10 @@ class TaskListParams:
         if self.due_after is not None:
             where.append(Task.due_at >= self.due_after)
         if self.overdue is not None:
-            is_overdue = and_(not_(Task.completed), Task.due_at < now)
-            where.append(is_overdue if self.overdue else not_(is_overdue))
+            if self.overdue:
+                where.append(and_(not_(Task.completed), Task.due_at < now))
+            else:
+                where.append(or_(Task.completed, Task.due_at.is_(None), Task.due_at >= now))
         return where
 
     def page(self, owner_id: str, now: datetime) -> SelectOfScalar[Task]:

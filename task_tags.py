@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, func, insert
-from sqlmodel import delete, select
+from sqlalchemy import ColumnElement, and_, exists, insert
+from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import Task, TaskTag
@@ -25,14 +25,16 @@ async def replace_tags(session: AsyncSession, task: Task, tags: Sequence[str]) -
 
 
 def has_all_tags(user_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
-    """`tasks.id IN (ids of this user's tasks carrying every one of tags)`.
+    """One `EXISTS` per tag, each answered by the primary key `(task_id, tag)`.
 
-    The subquery reads the index `(user_id, tag, task_id)` only.
+    The planner may walk the list's sort index and probe each candidate, or start from the
+    `(user_id, tag, task_id)` index for rare tags.
     """
-    carrying = (
-        select(TaskTag.task_id)
-        .where(TaskTag.user_id == user_id, TaskTag.tag.in_(tags))
-        .group_by(TaskTag.task_id)
-        .having(func.count() == len(tags))
+    return and_(
+        *(
+            exists().where(
+                TaskTag.task_id == Task.id, TaskTag.user_id == user_id, TaskTag.tag == tag
+            )
+            for tag in tags
+        )
     )
-    return Task.id.in_(carrying)

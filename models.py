@@ -131,6 +131,17 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+# PostgreSQL serves `due_at DESC NULLS LAST` (undated tasks last) with a backward scan of an
+# index whose NULLs come first; the plain index serves `ASC NULLS LAST`. SQLite serves both
+# orders from the plain index and cannot declare NULLS FIRST in an index, hence `ddl_if`.
+Index(
+    "ix_tasks_user_id_due_at_nulls_first_id",
+    Task.user_id,
+    Task.due_at.asc().nulls_first(),
+    Task.id,
+).ddl_if(dialect="postgresql")
+
+
 class TaskTag(SQLModel, table=True):
     """One tag of one task, for indexed filtering (`Task.tags` is the copy clients read)."""
 

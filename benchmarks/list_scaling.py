@@ -39,6 +39,7 @@ SCENARIOS = {
     "default (newest first)": {"limit": "100"},
     "sort=priority": {"limit": "100", "sort": "priority"},
     "sort=due_at": {"limit": "100", "sort": "due_at"},
+    "sort=due_at&order=desc": {"limit": "100", "sort": "due_at", "order": "desc"},
     "status=pending&sort=title": {"limit": "100", "status": "pending", "sort": "title"},
     "tag=work": {"limit": "100", "tag": "work"},
 }

@@ -175,6 +175,7 @@ class TestFilters:
             {"priority": "urgent"},
             {"tag": ""},
             {"tag": "x" * 31},
+            {"tag": "nul\x00"},
             {"tag": [f"t{i}" for i in range(11)]},
             {"search": ""},
             {"search": "nul\x00"},
@@ -306,6 +307,17 @@ class TestPaging:
         assert len(response.json()) == 100
         assert response.headers["x-total-count"] == "101"
         assert _links(response)["next"]["offset"] == ["100"]
+
+    async def test_browsers_may_read_the_paging_headers(
+        self, client: AsyncClient, alice: Account, five: None
+    ) -> None:
+        response = await client.get(
+            alice.tasks_url,
+            params={"limit": "2"},
+            headers={**alice.headers, "Origin": "http://localhost:3000"},
+        )
+        exposed = response.headers["access-control-expose-headers"].lower().split(", ")
+        assert {"x-total-count", "link", "location", "x-deleted-count"} <= set(exposed)
 
 
 class TestOpenAPI:

@@ -96,6 +96,15 @@ class TestFilters:
         assert await _titles(client, alice, {"q": "Milk"}) == ["Groceries", "Buy MILK"]
         assert await _titles(client, alice, {"search": "mum", "q": "milk"}) == ["Call mum"]
 
+    async def test_search_folds_case_beyond_ascii(
+        self, client: AsyncClient, alice: Account
+    ) -> None:
+        await create_task(client, alice, title="ÄPFEL kaufen")
+        await create_task(client, alice, title="Birnen", description="Crème BRÛLÉE")
+        await create_task(client, alice, title="apfel ohne umlaut")
+        assert await _titles(client, alice, {"search": "äpfel"}) == ["ÄPFEL kaufen"]
+        assert await _titles(client, alice, {"q": "crème brûlée"}) == ["Birnen"]
+
     @pytest.mark.parametrize(
         ("term", "expected"),
         [("100%", ["100% done"]), ("a_b", ["a_b"]), ("%", ["100% done"]), ("_", ["a_b"])],

@@ -38,13 +38,12 @@ def completion_values(completed: bool | None, now: datetime) -> dict[str, Any]:
 
 
 def needs_successor(task: Task, now: datetime) -> bool:
-    """Whether `task` was completed by the request that started at `now` (`completed_at` is
-    only ever set to that request's `now` on the transition) and should recur."""
+    """Whether `task` recurs and was completed by the request that started at `now`
+    (`completed_at` is only ever set to that request's `now` on the transition)."""
     return (
         task.completed
         and task.completed_at == now
         and task.recurrence != Recurrence.none
-        and task.due_at is not None
         and task.next_task_id is None
     )
 
@@ -58,9 +57,8 @@ async def spawn_next_occurrence(
     (not just completed, not recurring, no due date, already spawned, or the next date would
     be past the year 9999).
     """
-    if not needs_successor(task, now):
+    if not needs_successor(task, now) or task.due_at is None:
         return None
-    assert task.due_at is not None
     due_at = next_due_at(task.due_at, Recurrence(task.recurrence))
     if due_at is None:
         return None

@@ -201,7 +201,8 @@ def task_list_params(
         int, Query(ge=0, le=MAX_OFFSET, description="Number of matching tasks to skip.")
     ] = 0,
 ) -> TaskListParams:
-    chosen_sort = SORT_ALIASES.get(sort or sort_by, sort or sort_by or TaskSort.created_at)
+    requested = sort or sort_by or TaskSort.created_at
+    chosen_sort = SORT_ALIASES.get(requested, requested)
     return TaskListParams(
         status=status or status_filter or TaskStatusFilter.all,
         priority=priority,

@@ -44,6 +44,7 @@ SCENARIOS = {
     "tag=work": {"limit": "100", "tag": "work"},
 }
 TAGS = ("work", "home", "errand", "reading")
+PLAN_KEYWORDS = ("Scan", "Sort", "Join", "Nested Loop", "Execution Time")
 
 
 def task_rows(user_id: str, count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -150,9 +151,9 @@ async def explain_all(app: Any, engine: Any, user_id: str, verbose: bool) -> Non
                 async with engine.connect() as connection:
                     result = await connection.exec_driver_sql(prefix + statement, parameters)
                     plan = [" | ".join(str(c) for c in row) for row in result.all()]
-                shown = plan if verbose else [line for line in plan if "Execution" in line]
-                if not postgres and not verbose:
-                    shown = plan
+                shown = plan
+                if postgres and not verbose:
+                    shown = [line for line in plan if any(k in line for k in PLAN_KEYWORDS)]
                 print(f"  {scenario} [{kind}]")
                 for line in shown:
                     print(f"      {line}")
@@ -177,7 +178,9 @@ async def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
-        "--plans", action="store_true", help="print whole PostgreSQL plans, not just their times"
+        "--plans",
+        action="store_true",
+        help="print whole PostgreSQL plans, not just their scans, sorts, joins and times",
     )
     arguments = parser.parse_args()
 

@@ -57,15 +57,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _unicode_lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, a busy timeout and `BEGIN IMMEDIATE` so concurrent writers queue instead of failing.
 
     A deferred transaction that reads and then writes cannot wait for the lock (SQLite reports
     `database is locked` at once), so every transaction takes the write lock up front.
+    SQLite's own `lower()` only folds ASCII; it is replaced by Python's so that
+    case-insensitive search (`ILIKE`, rendered as `lower(x) LIKE lower(y)`) matches
+    PostgreSQL's for all of Unicode.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")

@@ -18,7 +18,7 @@ from routes import auth, meta, tasks
 from settings import Settings, get_settings
 
 VERSION = "1.0.0"
-PAGINATION_HEADERS = ["X-Total-Count", "Link"]
+EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "X-Deleted-Count"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=PAGINATION_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_exception_handlers(app)

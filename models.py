@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import Column, Index, String
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from db import UTCDateTime, utcnow
@@ -15,10 +18,48 @@ DESCRIPTION_MAX_LENGTH = 1000
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 320
 USER_ID_MAX_LENGTH = 255
+TAG_MAX_LENGTH = 30
+MAX_TAGS = 10
+RECURRENCE_MAX_LENGTH = 16
 
 
 def new_user_id() -> str:
     return str(uuid.uuid4())
+
+
+class Priority(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Recurrence(StrEnum):
+    none = "none"
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+
+
+PRIORITY_RANKS: dict[Priority, int] = {Priority.low: 1, Priority.medium: 2, Priority.high: 3}
+PRIORITIES_BY_RANK: dict[int, Priority] = {rank: name for name, rank in PRIORITY_RANKS.items()}
+
+
+class PriorityRank(TypeDecorator[Priority]):
+    """A priority stored as its rank (low 1, medium 2, high 3).
+
+    `ORDER BY priority` is then an order by importance that a plain composite index serves in
+    both directions, where a text column would sort alphabetically and a `CASE` expression
+    would defeat the index. Python code only ever sees `Priority` values.
+    """
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Priority | str | None, dialect: Dialect) -> int | None:
+        return None if value is None else PRIORITY_RANKS[Priority(value)]
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Priority | None:
+        return None if value is None else PRIORITIES_BY_RANK[value]
 
 
 class User(SQLModel, table=True):
@@ -34,18 +75,88 @@ class User(SQLModel, table=True):
 
 
 class Task(SQLModel, table=True):
-    """A task. `user_id` has no foreign key: identities issued by the frontend have no account."""
+    """A task. `user_id` has no foreign key: identities issued by the frontend have no account.
+
+    `tags` is the task's tag list as returned to clients (no join on reads); `task_tags` holds
+    the same tags one per row for indexed filtering, and both are written together.
+    `next_task_id` is the occurrence a recurring task spawned when it was completed; it is set
+    at most once, which is what makes repeated completions idempotent.
+
+    Every list sort has an index `(user_id, <sort column>, id)`, so a page is read in index
+    order whatever the user's task count.
+    """
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_tasks_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index("ix_tasks_user_id_updated_at_id", "user_id", "updated_at", "id"),
+        Index("ix_tasks_user_id_title_id", "user_id", "title", "id"),
+        Index("ix_tasks_user_id_due_at_id", "user_id", "due_at", "id"),
+        Index("ix_tasks_user_id_priority_id", "user_id", "priority", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: str = Field(max_length=USER_ID_MAX_LENGTH, index=True)
     title: str = Field(max_length=TITLE_MAX_LENGTH)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
     completed: bool = Field(default=False)
+    priority: Priority = Field(
+        default=Priority.medium,
+        sa_type=PriorityRank,
+        nullable=False,
+        sa_column_kwargs={"server_default": text(str(PRIORITY_RANKS[Priority.medium]))},
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default=text("'[]'")),
+    )
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recurrence: Recurrence = Field(
+        default=Recurrence.none,
+        sa_type=String(RECURRENCE_MAX_LENGTH),
+        nullable=False,
+        sa_column_kwargs={"server_default": Recurrence.none.value},
+    )
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_task_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("tasks.id", ondelete="SET NULL", name="fk_tasks_next_task_id_tasks"),
+            nullable=True,
+            index=True,
+        ),
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+# PostgreSQL serves `due_at DESC NULLS LAST` (undated tasks last) with a backward scan of an
+# index whose NULLs come first; the plain index serves `ASC NULLS LAST`. SQLite serves both
+# orders from the plain index and cannot declare NULLS FIRST in an index, hence `ddl_if`.
+Index(
+    "ix_tasks_user_id_due_at_nulls_first_id",
+    Task.user_id,
+    Task.due_at.asc().nulls_first(),
+    Task.id,
+).ddl_if(dialect="postgresql")
+
+
+class TaskTag(SQLModel, table=True):
+    """One tag of one task, for indexed filtering (`Task.tags` is the copy clients read)."""
+
+    __tablename__ = "task_tags"
+    __table_args__ = (Index("ix_task_tags_user_id_tag_task_id", "user_id", "tag", "task_id"),)
+
+    task_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("tasks.id", ondelete="CASCADE", name="fk_task_tags_task_id_tasks"),
+            primary_key=True,
+        )
+    )
+    tag: str = Field(primary_key=True, max_length=TAG_MAX_LENGTH)
+    user_id: str = Field(max_length=USER_ID_MAX_LENGTH)
 
 
 class RevokedToken(SQLModel, table=True):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -17,7 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, TITLE_MAX_LENGTH
+from models import (
+    DESCRIPTION_MAX_LENGTH,
+    MAX_TAGS,
+    NAME_MAX_LENGTH,
+    TAG_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    Priority,
+    Recurrence,
+)
 
 PASSWORD_MIN_BYTES = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything after 72 bytes: refuse rather than truncate
@@ -66,6 +75,46 @@ Title = Annotated[
 ]
 Description = Annotated[
     str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_reject_nul)
+]
+
+
+def _unique_tags(tags: list[str]) -> list[str]:
+    unique = list(dict.fromkeys(tags))
+    if len(unique) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return unique
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+Tag = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, min_length=1, max_length=TAG_MAX_LENGTH
+    ),
+    AfterValidator(_reject_nul),
+]
+Tags = Annotated[
+    list[Tag],
+    AfterValidator(_unique_tags),
+    Field(
+        description=f"Up to {MAX_TAGS} tags of 1 to {TAG_MAX_LENGTH} characters; trimmed, "
+        "lower-cased and deduplicated."
+    ),
+]
+SearchText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=DESCRIPTION_MAX_LENGTH),
+    AfterValidator(_reject_nul),
+]
+Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+DueAt = Annotated[
+    Moment, Field(description="When the task is due: an ISO 8601 time with an offset, or null.")
 ]
 
 
@@ -118,6 +167,13 @@ class TaskStatusFilter(StrEnum):
 class TaskCreate(BaseModel):
     title: Title
     description: Description | None = None
+    priority: Priority = Priority.medium
+    tags: Tags = []
+    due_at: DueAt | None = None
+    recurrence: Recurrence = Field(
+        default=Recurrence.none,
+        description="Completing a recurring task that has a `due_at` creates the next one.",
+    )
 
 
 class TaskUpdate(BaseModel):
@@ -126,10 +182,14 @@ class TaskUpdate(BaseModel):
     title: Title | None = None
     description: Description | None = None
     completed: StrictBool | None = None
+    priority: Priority | None = None
+    tags: Tags | None = Field(default=None, description="Replaces all the task's tags.")
+    due_at: DueAt | None = None
+    recurrence: Recurrence | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required_columns(self) -> TaskUpdate:
-        for name in ("title", "completed"):
+        for name in ("title", "completed", "priority", "tags", "recurrence"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -149,8 +209,26 @@ class TaskRead(BaseModel):
     title: str
     description: str | None
     completed: bool
+    priority: Priority
+    tags: list[str]
+    due_at: datetime | None
+    recurrence: Recurrence
+    completed_at: datetime | None = Field(
+        description="When the task was completed; null while it is pending."
+    )
+    next_task_id: int | None = Field(
+        description="The occurrence this recurring task created when it was completed."
+    )
     created_at: datetime
     updated_at: datetime
+
+
+class TaskStats(BaseModel):
+    total: int
+    pending: int
+    completed: int
+    overdue: int = Field(description="Pending tasks whose `due_at` has passed.")
+    by_priority: dict[Priority, int] = Field(description="Tasks per priority, all states.")
 
 
 class RootInfo(BaseModel):

@@ -7,15 +7,16 @@ user's task is indistinguishable from a missing one (404). Changes are single st
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
-from sqlalchemy import not_, update
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
+from sqlalchemy import and_, case, func, not_, update
 from sqlmodel import delete, select
 
 from auth.dependencies import TaskOwnerId
 from db import SessionDep, utcnow
-from models import Task
+from models import Priority, Task
 from routes.responses import (
     DATABASE_UNAVAILABLE,
     FORBIDDEN,
@@ -23,9 +24,13 @@ from routes.responses import (
     TOO_LARGE,
     UNAUTHORIZED,
 )
-from schemas import TaskCompletion, TaskCreate, TaskRead, TaskStatusFilter, TaskUpdate
+from schemas import TaskCompletion, TaskCreate, TaskRead, TaskStats, TaskUpdate
+from task_completion import completion_values, spawn_next_occurrence
+from task_list import TaskListParams, link_header, task_list_params
+from task_tags import add_tags, replace_tags
 
 INT32_MAX = 2**31 - 1
+DELETED_COUNT_HEADER = "X-Deleted-Count"
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -34,50 +39,115 @@ router = APIRouter(
 )
 
 TaskId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The task's id.")]
+ListParams = Annotated[TaskListParams, Depends(task_list_params)]
+SUCCESSOR_CREATED = {
+    200: {
+        "description": "The task. When completing it created the next occurrence of a "
+        "recurring task, `next_task_id` names it and `Location` points at it.",
+        "headers": {"Location": {"description": "The next occurrence, when one was created."}},
+    }
+}
 
 
 def task_not_found() -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
 
 
-@router.get("")
+@router.get(
+    "",
+    responses={
+        200: {
+            "description": "A page of tasks.",
+            "headers": {
+                "X-Total-Count": {"description": "Matching tasks before paging."},
+                "Link": {"description": 'RFC 8288 links: rel="next" and rel="prev" pages.'},
+            },
+        }
+    },
+)
 async def list_tasks(
     owner_id: TaskOwnerId,
     session: SessionDep,
-    status_: Annotated[
-        TaskStatusFilter | None,
-        Query(alias="status", description="`all` (default), `pending` or `completed`."),
-    ] = None,
-    status_filter: Annotated[
-        TaskStatusFilter | None,
-        Query(
-            description="Older name of `status`; `status` wins when both are given.",
-            deprecated=True,
-        ),
-    ] = None,
+    params: ListParams,
+    request: Request,
+    response: Response,
 ) -> list[TaskRead]:
-    """The user's tasks, newest first."""
-    wanted = status_ or status_filter or TaskStatusFilter.all
-    query = select(Task).where(Task.user_id == owner_id)
-    if wanted is not TaskStatusFilter.all:
-        query = query.where(Task.completed == (wanted is TaskStatusFilter.completed))
-    query = query.order_by(Task.created_at.desc(), Task.id.desc())
-    return list((await session.exec(query)).all())
+    """The user's tasks, filtered, sorted (newest first by default) and paged."""
+    now = utcnow()
+    total = (await session.exec(params.count(owner_id, now))).one()
+    tasks = list((await session.exec(params.page(owner_id, now))).all())
+    response.headers["X-Total-Count"] = str(total)
+    links = link_header(request.url, params, total)
+    if links:
+        response.headers["Link"] = links
+    return tasks
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=TOO_LARGE)
 async def create_task(owner_id: TaskOwnerId, body: TaskCreate, session: SessionDep) -> TaskRead:
     now = utcnow()
-    task = Task(
-        user_id=owner_id,
-        title=body.title,
-        description=body.description,
-        created_at=now,
-        updated_at=now,
-    )
+    task = Task(user_id=owner_id, **body.model_dump(), created_at=now, updated_at=now)
     session.add(task)
     await session.flush()
+    await add_tags(session, task, task.tags)
     return task
+
+
+@router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        204: {
+            "description": "The completed tasks are deleted.",
+            "headers": {DELETED_COUNT_HEADER: {"description": "How many were deleted."}},
+        }
+    },
+)
+async def delete_completed_tasks(
+    owner_id: TaskOwnerId,
+    session: SessionDep,
+    response: Response,
+    status_: Annotated[
+        Literal["completed"],
+        Query(
+            alias="status",
+            description="Required and must be `completed`, so a list is never wiped by accident.",
+        ),
+    ],
+) -> None:
+    """Delete all the caller's completed tasks."""
+    statement = (
+        delete(Task)
+        .where(Task.user_id == owner_id, Task.completed)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.exec(statement)
+    response.headers[DELETED_COUNT_HEADER] = str(result.rowcount)
+
+
+@router.get("/stats")
+async def task_stats(owner_id: TaskOwnerId, session: SessionDep) -> TaskStats:
+    """Counts of the user's tasks, in one query."""
+
+    def count_where(condition: Any) -> Any:
+        return func.count(case((condition, 1)))
+
+    overdue = and_(not_(Task.completed), Task.due_at < utcnow())
+    statement = select(
+        func.count(),
+        count_where(Task.completed),
+        count_where(overdue),
+        *(count_where(Task.priority == priority) for priority in Priority),
+    ).where(Task.user_id == owner_id)
+    total, completed, overdue_count, *per_priority = (await session.exec(statement)).one()
+    return TaskStats(
+        total=total,
+        pending=total - completed,
+        completed=completed,
+        overdue=overdue_count,
+        by_priority=dict(zip(Priority, per_priority, strict=True)),
+    )
 
 
 @router.get("/{task_id}", responses=TASK_NOT_FOUND)
@@ -90,14 +160,14 @@ async def get_task(owner_id: TaskOwnerId, task_id: TaskId, session: SessionDep) 
 
 
 async def _update_owned(
-    session: SessionDep, owner_id: str, task_id: int, values: dict[str, object]
+    session: SessionDep, owner_id: str, task_id: int, values: dict[str, Any], now: datetime
 ) -> Task:
     statement = (
         update(Task)
         .where(Task.id == task_id, Task.user_id == owner_id)
-        .values(**values, updated_at=utcnow())
+        .values(**values, updated_at=now)
         .returning(Task)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     task = (await session.exec(statement)).scalars().first()
     if task is None:
@@ -105,28 +175,61 @@ async def _update_owned(
     return task
 
 
-@router.put("/{task_id}", responses={**TASK_NOT_FOUND, **TOO_LARGE})
+async def _after_completion(
+    session: SessionDep, request: Request, response: Response, task: Task, now: datetime
+) -> Task:
+    """Spawn the next occurrence if `task` was just completed; point `Location` at it."""
+    spawned = await spawn_next_occurrence(session, task, now)
+    if spawned is None:
+        return task
+    task, successor = spawned
+    response.headers["Location"] = str(
+        request.url_for("get_task", user_id=task.user_id, task_id=successor.id)
+    )
+    return task
+
+
+@router.put("/{task_id}", responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE})
 async def update_task(
-    owner_id: TaskOwnerId, task_id: TaskId, body: TaskUpdate, session: SessionDep
+    owner_id: TaskOwnerId,
+    task_id: TaskId,
+    body: TaskUpdate,
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> TaskRead:
-    """Partial update: only the fields in the body change; `{}` changes nothing."""
+    """Partial update: only the fields in the body change; `{}` changes nothing; `tags`
+    replaces the whole list."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return await get_task(owner_id, task_id, session)
-    return await _update_owned(session, owner_id, task_id, changes)
+    now = utcnow()
+    if "completed" in changes:
+        changes.update(completion_values(changes.pop("completed"), now))
+    task = await _update_owned(session, owner_id, task_id, changes, now)
+    if "tags" in changes:
+        await replace_tags(session, task, task.tags)
+    return await _after_completion(session, request, response, task, now)
 
 
-@router.patch("/{task_id}/complete", responses={**TASK_NOT_FOUND, **TOO_LARGE})
+@router.patch("/{task_id}/complete", responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE})
 async def complete_task(
     owner_id: TaskOwnerId,
     task_id: TaskId,
     session: SessionDep,
+    request: Request,
+    response: Response,
     body: Annotated[TaskCompletion | None, Body()] = None,
 ) -> TaskRead:
-    """No body (or `{}`) toggles atomically; `{"completed": true|false}` sets the state."""
-    toggle = body is None or body.completed is None
-    completed = not_(Task.completed) if toggle else body.completed
-    return await _update_owned(session, owner_id, task_id, {"completed": completed})
+    """No body (or `{}`) toggles atomically; `{"completed": true|false}` sets the state.
+
+    Completing a recurring task that has a `due_at` creates its next occurrence once; reopening
+    keeps it, and completing again does not create another.
+    """
+    now = utcnow()
+    wanted = None if body is None else body.completed
+    task = await _update_owned(session, owner_id, task_id, completion_values(wanted, now), now)
+    return await _after_completion(session, request, response, task, now)
 
 
 @router.delete(

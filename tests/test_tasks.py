@@ -14,7 +14,21 @@ from httpx import AsyncClient
 
 from tests.helpers import Account, bearer, create_task, frontend_token, sign_up
 
-TASK_FIELDS = {"id", "user_id", "title", "description", "completed", "created_at", "updated_at"}
+TASK_FIELDS = {
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "completed",
+    "priority",
+    "tags",
+    "due_at",
+    "recurrence",
+    "completed_at",
+    "next_task_id",
+    "created_at",
+    "updated_at",
+}
 NOT_FOUND = {"detail": "Task not found"}
 FORBIDDEN = {"detail": "You can only access your own tasks"}
 

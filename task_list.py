@@ -1,0 +1,230 @@
+"""Filtering, sorting and paging of `GET /api/{user_id}/tasks`.
+
+The page is one statement that walks an index `(user_id, <sort column>, id)` (see `Task`) and
+stops after `offset + limit` matching rows; `X-Total-Count` is one `count(*)` with the same
+filters. Neither grows with anything but the page and the matching rows' index entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Query
+from sqlalchemy import ColumnElement, and_, func, not_, or_
+from sqlmodel import select
+from sqlmodel.sql.expression import SelectOfScalar
+from starlette.datastructures import URL
+
+from models import MAX_TAGS, Priority, Task
+from schemas import Moment, SearchText, Tag, TaskStatusFilter
+from task_tags import has_all_tags
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+MAX_OFFSET = 2**31 - 1
+
+
+class TaskSort(StrEnum):
+    created_at = "created_at"
+    updated_at = "updated_at"
+    title = "title"
+    due_at = "due_at"
+    priority = "priority"
+    created = "created"
+    due_date = "due_date"
+
+
+class SortOrder(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+SORT_ALIASES = {TaskSort.created: TaskSort.created_at, TaskSort.due_date: TaskSort.due_at}
+DEFAULT_ORDERS = {
+    TaskSort.created_at: SortOrder.desc,
+    TaskSort.updated_at: SortOrder.desc,
+    TaskSort.priority: SortOrder.desc,
+    TaskSort.title: SortOrder.asc,
+    TaskSort.due_at: SortOrder.asc,
+}
+SORT_COLUMNS = {
+    TaskSort.created_at: Task.created_at,
+    TaskSort.updated_at: Task.updated_at,
+    TaskSort.title: Task.title,
+    TaskSort.due_at: Task.due_at,
+    TaskSort.priority: Task.priority,
+}
+
+
+def _unique(tags: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(tags or []))
+
+
+@dataclass(frozen=True)
+class TaskListParams:
+    """The validated list parameters, aliases resolved."""
+
+    status: TaskStatusFilter
+    priority: Priority | None
+    tags: list[str]
+    search: str | None
+    due_before: datetime | None
+    due_after: datetime | None
+    overdue: bool | None
+    sort: TaskSort
+    order: SortOrder
+    limit: int
+    offset: int
+
+    def conditions(self, owner_id: str, now: datetime) -> list[ColumnElement[bool]]:
+        """The WHERE clause, always scoped by owner."""
+        where: list[ColumnElement[bool]] = [Task.user_id == owner_id]
+        if self.status is not TaskStatusFilter.all:
+            where.append(Task.completed == (self.status is TaskStatusFilter.completed))
+        if self.priority is not None:
+            where.append(Task.priority == self.priority)
+        if self.tags:
+            where.append(has_all_tags(owner_id, self.tags))
+        if self.search is not None:
+            where.append(
+                or_(
+                    Task.title.icontains(self.search, autoescape=True),
+                    Task.description.icontains(self.search, autoescape=True),
+                )
+            )
+        if self.due_before is not None:
+            where.append(Task.due_at < self.due_before)
+        if self.due_after is not None:
+            where.append(Task.due_at >= self.due_after)
+        if self.overdue is not None:
+            if self.overdue:
+                where.append(and_(not_(Task.completed), Task.due_at < now))
+            else:
+                where.append(or_(Task.completed, Task.due_at.is_(None), Task.due_at >= now))
+        return where
+
+    def page(self, owner_id: str, now: datetime) -> SelectOfScalar[Task]:
+        column = SORT_COLUMNS[self.sort]
+        descending = self.order is SortOrder.desc
+        key = column.desc() if descending else column.asc()
+        if self.sort is TaskSort.due_at:
+            key = key.nulls_last()
+        tiebreak = Task.id.desc() if descending else Task.id.asc()
+        return (
+            select(Task)
+            .where(*self.conditions(owner_id, now))
+            .order_by(key, tiebreak)
+            .limit(self.limit)
+            .offset(self.offset)
+        )
+
+    def count(self, owner_id: str, now: datetime) -> SelectOfScalar[int]:
+        return select(func.count()).select_from(Task).where(*self.conditions(owner_id, now))
+
+
+def task_list_params(
+    status: Annotated[
+        TaskStatusFilter | None,
+        Query(description="`all` (default), `pending` or `completed`."),
+    ] = None,
+    status_filter: Annotated[
+        TaskStatusFilter | None,
+        Query(
+            description="Older name of `status`; `status` wins when both are given.",
+            deprecated=True,
+        ),
+    ] = None,
+    priority: Annotated[
+        Priority | None, Query(description="Only tasks of this priority: `low`, `medium`, `high`.")
+    ] = None,
+    tag: Annotated[
+        list[Tag] | None,
+        Query(
+            max_length=MAX_TAGS,
+            description="Only tasks carrying this tag (case-insensitive). Repeat it "
+            f"(`?tag=a&tag=b`, up to {MAX_TAGS}) for tasks carrying all of them.",
+        ),
+    ] = None,
+    search: Annotated[
+        SearchText | None,
+        Query(
+            description="Case-insensitive substring of the title or the description; "
+            "`%` and `_` match themselves."
+        ),
+    ] = None,
+    q: Annotated[
+        SearchText | None,
+        Query(description="Alias of `search`; `search` wins when both are given."),
+    ] = None,
+    due_before: Annotated[
+        Moment | None,
+        Query(description="Only tasks due strictly before this time (ISO 8601 with an offset)."),
+    ] = None,
+    due_after: Annotated[
+        Moment | None,
+        Query(description="Only tasks due at or after this time (ISO 8601 with an offset)."),
+    ] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(
+            description="`true`: only pending tasks whose `due_at` has passed; `false`: all "
+            "the others."
+        ),
+    ] = None,
+    sort: Annotated[
+        TaskSort | None,
+        Query(
+            description="`created_at` (default), `updated_at`, `title`, `due_at` or `priority` "
+            "(by rank, high > medium > low); `created` and `due_date` are aliases of "
+            "`created_at` and `due_at`. Tasks without `due_at` come last in both orders. "
+            "Ties are broken by id."
+        ),
+    ] = None,
+    sort_by: Annotated[
+        TaskSort | None, Query(description="Alias of `sort`; `sort` wins when both are given.")
+    ] = None,
+    order: Annotated[
+        SortOrder | None,
+        Query(
+            description="`asc` or `desc`. Defaults to `desc` for `created_at`, `updated_at` "
+            "and `priority` (newest, most important first) and to `asc` for `title` and "
+            "`due_at` (A to Z, soonest first)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1 to {MAX_LIMIT}.")
+    ] = DEFAULT_LIMIT,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Number of matching tasks to skip.")
+    ] = 0,
+) -> TaskListParams:
+    requested = sort or sort_by or TaskSort.created_at
+    chosen_sort = SORT_ALIASES.get(requested, requested)
+    return TaskListParams(
+        status=status or status_filter or TaskStatusFilter.all,
+        priority=priority,
+        tags=_unique(tag),
+        search=search if search is not None else q,
+        due_before=due_before,
+        due_after=due_after,
+        overdue=overdue,
+        sort=chosen_sort,
+        order=order or DEFAULT_ORDERS[chosen_sort],
+        limit=limit,
+        offset=offset,
+    )
+
+
+def link_header(url: URL, params: TaskListParams, total: int) -> str | None:
+    """RFC 8288 `Link` with `next` and `prev` pages, keeping every other query parameter."""
+    links = []
+    if params.offset + params.limit < total:
+        next_url = url.include_query_params(offset=params.offset + params.limit)
+        links.append(f'<{next_url}>; rel="next"')
+    if params.offset > 0:
+        prev_offset = max(0, min(params.offset, total) - params.limit)
+        links.append(f'<{url.include_query_params(offset=prev_offset)}>; rel="prev"')
+    return ", ".join(links) or None

@@ -1,0 +1,40 @@
+"""The `task_tags` rows that mirror `Task.tags` and make filtering by tag an indexed query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, exists, insert
+from sqlmodel import delete
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import Task, TaskTag
+
+
+async def add_tags(session: AsyncSession, task: Task, tags: Sequence[str]) -> None:
+    """Index the tags of a task that has none indexed yet (one multi-row INSERT)."""
+    if tags:
+        rows = [{"task_id": task.id, "user_id": task.user_id, "tag": tag} for tag in tags]
+        await session.exec(insert(TaskTag).values(rows))
+
+
+async def replace_tags(session: AsyncSession, task: Task, tags: Sequence[str]) -> None:
+    """Make the indexed tags of `task` exactly `tags`."""
+    await session.exec(delete(TaskTag).where(TaskTag.task_id == task.id))
+    await add_tags(session, task, tags)
+
+
+def has_all_tags(user_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
+    """One `EXISTS` per tag, each answered by the primary key `(task_id, tag)`.
+
+    The planner may walk the list's sort index and probe each candidate, or start from the
+    `(user_id, tag, task_id)` index for rare tags.
+    """
+    return and_(
+        *(
+            exists().where(
+                TaskTag.task_id == Task.id, TaskTag.user_id == user_id, TaskTag.tag == tag
+            )
+            for tag in tags
+        )
+    )

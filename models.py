@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeAlias
 
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, SmallInteger, String, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -96,7 +97,7 @@ class Task(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: str = Field(max_length=USER_ID_MAX_LENGTH, index=True)
+    user_id: str = Field(max_length=USER_ID_MAX_LENGTH)
     title: str = Field(max_length=TITLE_MAX_LENGTH)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
     completed: bool = Field(default=False)
@@ -140,6 +141,13 @@ Index(
     Task.due_at.asc().nulls_first(),
     Task.id,
 ).ddl_if(dialect="postgresql")
+
+
+tasks = Task.__table__
+"""The `tasks` table for Core statements: hot paths read rows, not ORM objects."""
+TASK_COLUMNS = tuple(tasks.columns)
+# A task as an ORM object or as a Core row of TASK_COLUMNS: both expose the same attributes.
+TaskRecord: TypeAlias = "Task | Row[Any]"
 
 
 class TaskTag(SQLModel, table=True):

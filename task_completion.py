@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, not_, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import Recurrence, Task
+from models import Recurrence, Task, TaskRecord
 from recurrence import next_due_at
 from task_tags import add_tags
 
@@ -37,7 +37,7 @@ def completion_values(completed: bool | None, now: datetime) -> dict[str, Any]:
     return {"completed": becomes, "completed_at": completed_at}
 
 
-def needs_successor(task: Task, now: datetime) -> bool:
+def needs_successor(task: TaskRecord, now: datetime) -> bool:
     """Whether `task` recurs and was completed by the request that started at `now`
     (`completed_at` is only ever set to that request's `now` on the transition)."""
     return (
@@ -49,7 +49,7 @@ def needs_successor(task: Task, now: datetime) -> bool:
 
 
 async def spawn_next_occurrence(
-    session: AsyncSession, task: Task, now: datetime
+    session: AsyncSession, task: TaskRecord, now: datetime
 ) -> tuple[Task, Task] | None:
     """Create the occurrence after `task`, just completed at `now`, and link it.
 

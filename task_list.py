@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, and_, func, not_, or_
-from sqlmodel import select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from starlette.datastructures import URL
 
-from models import MAX_TAGS, Priority, Task
+from models import MAX_TAGS, TASK_COLUMNS, Priority, tasks
 from schemas import Moment, SearchText, Tag, TaskStatusFilter
 from task_tags import has_all_tags
 
@@ -51,11 +49,11 @@ DEFAULT_ORDERS = {
     TaskSort.due_at: SortOrder.asc,
 }
 SORT_COLUMNS = {
-    TaskSort.created_at: Task.created_at,
-    TaskSort.updated_at: Task.updated_at,
-    TaskSort.title: Task.title,
-    TaskSort.due_at: Task.due_at,
-    TaskSort.priority: Task.priority,
+    TaskSort.created_at: tasks.c.created_at,
+    TaskSort.updated_at: tasks.c.updated_at,
+    TaskSort.title: tasks.c.title,
+    TaskSort.due_at: tasks.c.due_at,
+    TaskSort.priority: tasks.c.priority,
 }
 
 
@@ -81,51 +79,60 @@ class TaskListParams:
 
     def conditions(self, owner_id: str, now: datetime) -> list[ColumnElement[bool]]:
         """The WHERE clause, always scoped by owner."""
-        where: list[ColumnElement[bool]] = [Task.user_id == owner_id]
+        where: list[ColumnElement[bool]] = [tasks.c.user_id == owner_id]
         if self.status is not TaskStatusFilter.all:
-            where.append(Task.completed == (self.status is TaskStatusFilter.completed))
+            where.append(tasks.c.completed == (self.status is TaskStatusFilter.completed))
         if self.priority is not None:
-            where.append(Task.priority == self.priority)
+            where.append(tasks.c.priority == self.priority)
         if self.tags:
             where.append(has_all_tags(owner_id, self.tags))
         if self.search is not None:
             where.append(
                 or_(
-                    Task.title.icontains(self.search, autoescape=True),
-                    Task.description.icontains(self.search, autoescape=True),
+                    tasks.c.title.icontains(self.search, autoescape=True),
+                    tasks.c.description.icontains(self.search, autoescape=True),
                 )
             )
         if self.due_before is not None:
-            where.append(Task.due_at < self.due_before)
+            where.append(tasks.c.due_at < self.due_before)
         if self.due_after is not None:
-            where.append(Task.due_at >= self.due_after)
+            where.append(tasks.c.due_at >= self.due_after)
         if self.overdue is not None:
             if self.overdue:
-                where.append(and_(not_(Task.completed), Task.due_at < now))
+                where.append(and_(not_(tasks.c.completed), tasks.c.due_at < now))
             else:
-                where.append(or_(Task.completed, Task.due_at.is_(None), Task.due_at >= now))
+                where.append(
+                    or_(tasks.c.completed, tasks.c.due_at.is_(None), tasks.c.due_at >= now)
+                )
         return where
 
-    def page(self, owner_id: str, now: datetime) -> SelectOfScalar[Task]:
+    def page(self, owner_id: str, now: datetime) -> Select[Any]:
         column = SORT_COLUMNS[self.sort]
         descending = self.order is SortOrder.desc
         key = column.desc() if descending else column.asc()
         if self.sort is TaskSort.due_at:
             key = key.nulls_last()
-        tiebreak = Task.id.desc() if descending else Task.id.asc()
+        tiebreak = tasks.c.id.desc() if descending else tasks.c.id.asc()
         return (
-            select(Task)
+            select(*TASK_COLUMNS)
             .where(*self.conditions(owner_id, now))
             .order_by(key, tiebreak)
             .limit(self.limit)
             .offset(self.offset)
         )
 
-    def count(self, owner_id: str, now: datetime) -> SelectOfScalar[int]:
-        return select(func.count()).select_from(Task).where(*self.conditions(owner_id, now))
+    def count(self, owner_id: str, now: datetime) -> Select[tuple[int]]:
+        return select(func.count()).select_from(tasks).where(*self.conditions(owner_id, now))
+
+    def total_from_page(self, page_size: int) -> int | None:
+        """The total implied by the page itself, when it is not full; None when a `count(*)`
+        is needed (a full page, or an empty one past the first)."""
+        if page_size >= self.limit or (page_size == 0 and self.offset > 0):
+            return None
+        return self.offset + page_size
 
 
-def task_list_params(
+async def task_list_params(
     status: Annotated[
         TaskStatusFilter | None,
         Query(description="`all` (default), `pending` or `completed`."),

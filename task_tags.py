@@ -8,17 +8,19 @@ from sqlalchemy import ColumnElement, and_, exists, insert
 from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import Task, TaskTag
+from models import TaskRecord, TaskTag, tasks
+
+tags_table = TaskTag.__table__
 
 
-async def add_tags(session: AsyncSession, task: Task, tags: Sequence[str]) -> None:
+async def add_tags(session: AsyncSession, task: TaskRecord, tags: Sequence[str]) -> None:
     """Index the tags of a task that has none indexed yet (one multi-row INSERT)."""
     if tags:
         rows = [{"task_id": task.id, "user_id": task.user_id, "tag": tag} for tag in tags]
         await session.exec(insert(TaskTag).values(rows))
 
 
-async def replace_tags(session: AsyncSession, task: Task, tags: Sequence[str]) -> None:
+async def replace_tags(session: AsyncSession, task: TaskRecord, tags: Sequence[str]) -> None:
     """Make the indexed tags of `task` exactly `tags`."""
     await session.exec(delete(TaskTag).where(TaskTag.task_id == task.id))
     await add_tags(session, task, tags)
@@ -33,7 +35,9 @@ def has_all_tags(user_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
     return and_(
         *(
             exists().where(
-                TaskTag.task_id == Task.id, TaskTag.user_id == user_id, TaskTag.tag == tag
+                tags_table.c.task_id == tasks.c.id,
+                tags_table.c.user_id == user_id,
+                tags_table.c.tag == tag,
             )
             for tag in tags
         )

@@ -7,16 +7,17 @@ user's task is indistinguishable from a missing one (404). Changes are single st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
-from sqlalchemy import and_, case, func, not_, update
+from sqlalchemy import Row, and_, case, func, insert, not_, update
 from sqlmodel import delete, select
 
 from auth.dependencies import TaskOwnerId
 from db import SessionDep, utcnow
-from models import Priority, Task
+from models import TASK_COLUMNS, Priority, Task, TaskRecord, tasks
 from routes.responses import (
     DATABASE_UNAVAILABLE,
     FORBIDDEN,
@@ -55,6 +56,7 @@ def task_not_found() -> HTTPException:
 
 @router.get(
     "",
+    response_model=list[TaskRead],
     responses={
         200: {
             "description": "A page of tasks.",
@@ -71,24 +73,35 @@ async def list_tasks(
     params: ListParams,
     request: Request,
     response: Response,
-) -> list[TaskRead]:
+) -> Sequence[Row[Any]]:
     """The user's tasks, filtered, sorted (newest first by default) and paged."""
     now = utcnow()
-    total = (await session.exec(params.count(owner_id, now))).one()
-    tasks = list((await session.exec(params.page(owner_id, now))).all())
+    page = (await session.exec(params.page(owner_id, now))).all()
+    total = params.total_from_page(len(page))
+    if total is None:
+        total = (await session.exec(params.count(owner_id, now))).one()[0]
     response.headers["X-Total-Count"] = str(total)
     links = link_header(request.url, params, total)
     if links:
         response.headers["Link"] = links
-    return tasks
+    return page
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=TOO_LARGE)
-async def create_task(owner_id: TaskOwnerId, body: TaskCreate, session: SessionDep) -> TaskRead:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskRead, responses=TOO_LARGE)
+async def create_task(owner_id: TaskOwnerId, body: TaskCreate, session: SessionDep) -> TaskRecord:
     now = utcnow()
-    task = Task(user_id=owner_id, **body.model_dump(), created_at=now, updated_at=now)
-    session.add(task)
-    await session.flush()
+    statement = (
+        insert(tasks)
+        .values(
+            **body.model_dump(),
+            user_id=owner_id,
+            completed=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*TASK_COLUMNS)
+    )
+    task = (await session.exec(statement)).one()
     await add_tags(session, task, task.tags)
     return task
 
@@ -150,9 +163,9 @@ async def task_stats(owner_id: TaskOwnerId, session: SessionDep) -> TaskStats:
     )
 
 
-@router.get("/{task_id}", responses=TASK_NOT_FOUND)
-async def get_task(owner_id: TaskOwnerId, task_id: TaskId, session: SessionDep) -> TaskRead:
-    query = select(Task).where(Task.id == task_id, Task.user_id == owner_id)
+@router.get("/{task_id}", response_model=TaskRead, responses=TASK_NOT_FOUND)
+async def get_task(owner_id: TaskOwnerId, task_id: TaskId, session: SessionDep) -> TaskRecord:
+    query = select(*TASK_COLUMNS).where(tasks.c.id == task_id, tasks.c.user_id == owner_id)
     task = (await session.exec(query)).first()
     if task is None:
         raise task_not_found()
@@ -161,23 +174,22 @@ async def get_task(owner_id: TaskOwnerId, task_id: TaskId, session: SessionDep) 
 
 async def _update_owned(
     session: SessionDep, owner_id: str, task_id: int, values: dict[str, Any], now: datetime
-) -> Task:
+) -> TaskRecord:
     statement = (
-        update(Task)
-        .where(Task.id == task_id, Task.user_id == owner_id)
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.user_id == owner_id)
         .values(**values, updated_at=now)
-        .returning(Task)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(*TASK_COLUMNS)
     )
-    task = (await session.exec(statement)).scalars().first()
+    task = (await session.exec(statement)).first()
     if task is None:
         raise task_not_found()
     return task
 
 
 async def _after_completion(
-    session: SessionDep, request: Request, response: Response, task: Task, now: datetime
-) -> Task:
+    session: SessionDep, request: Request, response: Response, task: TaskRecord, now: datetime
+) -> TaskRecord:
     """Spawn the next occurrence if `task` was just completed; point `Location` at it."""
     spawned = await spawn_next_occurrence(session, task, now)
     if spawned is None:
@@ -189,7 +201,11 @@ async def _after_completion(
     return task
 
 
-@router.put("/{task_id}", responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE})
+@router.put(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE},
+)
 async def update_task(
     owner_id: TaskOwnerId,
     task_id: TaskId,
@@ -197,7 +213,7 @@ async def update_task(
     session: SessionDep,
     request: Request,
     response: Response,
-) -> TaskRead:
+) -> TaskRecord:
     """Partial update: only the fields in the body change; `{}` changes nothing; `tags`
     replaces the whole list."""
     changes = body.model_dump(exclude_unset=True)
@@ -212,7 +228,11 @@ async def update_task(
     return await _after_completion(session, request, response, task, now)
 
 
-@router.patch("/{task_id}/complete", responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE})
+@router.patch(
+    "/{task_id}/complete",
+    response_model=TaskRead,
+    responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE},
+)
 async def complete_task(
     owner_id: TaskOwnerId,
     task_id: TaskId,
@@ -220,7 +240,7 @@ async def complete_task(
     request: Request,
     response: Response,
     body: Annotated[TaskCompletion | None, Body()] = None,
-) -> TaskRead:
+) -> TaskRecord:
     """No body (or `{}`) toggles atomically; `{"completed": true|false}` sets the state.
 
     Completing a recurring task that has a `due_at` creates its next occurrence once; reopening

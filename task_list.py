@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Query
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from starlette.datastructures import URL
 
@@ -132,96 +133,87 @@ class TaskListParams:
         return self.offset + page_size
 
 
-async def task_list_params(
-    status: Annotated[
-        TaskStatusFilter | None,
-        Query(description="`all` (default), `pending` or `completed`."),
-    ] = None,
-    status_filter: Annotated[
-        TaskStatusFilter | None,
-        Query(
-            description="Older name of `status`; `status` wins when both are given.",
-            deprecated=True,
-        ),
-    ] = None,
-    priority: Annotated[
-        Priority | None, Query(description="Only tasks of this priority: `low`, `medium`, `high`.")
-    ] = None,
-    tag: Annotated[
-        list[Tag] | None,
-        Query(
-            max_length=MAX_TAGS,
-            description="Only tasks carrying this tag (case-insensitive). Repeat it "
-            f"(`?tag=a&tag=b`, up to {MAX_TAGS}) for tasks carrying all of them.",
-        ),
-    ] = None,
-    search: Annotated[
-        SearchText | None,
-        Query(
-            description="Case-insensitive substring of the title or the description; "
-            "`%` and `_` match themselves."
-        ),
-    ] = None,
-    q: Annotated[
-        SearchText | None,
-        Query(description="Alias of `search`; `search` wins when both are given."),
-    ] = None,
-    due_before: Annotated[
-        Moment | None,
-        Query(description="Only tasks due strictly before this time (ISO 8601 with an offset)."),
-    ] = None,
-    due_after: Annotated[
-        Moment | None,
-        Query(description="Only tasks due at or after this time (ISO 8601 with an offset)."),
-    ] = None,
-    overdue: Annotated[
-        bool | None,
-        Query(
-            description="`true`: only pending tasks whose `due_at` has passed; `false`: all "
-            "the others."
-        ),
-    ] = None,
-    sort: Annotated[
-        TaskSort | None,
-        Query(
-            description="`created_at` (default), `updated_at`, `title`, `due_at` or `priority` "
-            "(by rank, high > medium > low); `created` and `due_date` are aliases of "
-            "`created_at` and `due_at`. Tasks without `due_at` come last in both orders. "
-            "Ties are broken by id."
-        ),
-    ] = None,
-    sort_by: Annotated[
-        TaskSort | None, Query(description="Alias of `sort`; `sort` wins when both are given.")
-    ] = None,
-    order: Annotated[
-        SortOrder | None,
-        Query(
-            description="`asc` or `desc`. Defaults to `desc` for `created_at`, `updated_at` "
-            "and `priority` (newest, most important first) and to `asc` for `title` and "
-            "`due_at` (A to Z, soonest first)."
-        ),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1 to {MAX_LIMIT}.")
-    ] = DEFAULT_LIMIT,
-    offset: Annotated[
-        int, Query(ge=0, le=MAX_OFFSET, description="Number of matching tasks to skip.")
-    ] = 0,
-) -> TaskListParams:
-    requested = sort or sort_by or TaskSort.created_at
+class TaskListQuery(BaseModel):
+    """The list's query parameters, validated in one pass (a FastAPI query-parameter model)."""
+
+    status: TaskStatusFilter | None = Field(
+        default=None, description="`all` (default), `pending` or `completed`."
+    )
+    status_filter: TaskStatusFilter | None = Field(
+        default=None,
+        description="Older name of `status`; `status` wins when both are given.",
+        json_schema_extra={"deprecated": True},
+    )
+    priority: Priority | None = Field(
+        default=None, description="Only tasks of this priority: `low`, `medium`, `high`."
+    )
+    tag: list[Tag] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        description="Only tasks carrying this tag (case-insensitive). Repeat it "
+        f"(`?tag=a&tag=b`, up to {MAX_TAGS}) for tasks carrying all of them.",
+    )
+    search: SearchText | None = Field(
+        default=None,
+        description="Case-insensitive substring of the title or the description; "
+        "`%` and `_` match themselves.",
+    )
+    q: SearchText | None = Field(
+        default=None, description="Alias of `search`; `search` wins when both are given."
+    )
+    due_before: Moment | None = Field(
+        default=None,
+        description="Only tasks due strictly before this time (ISO 8601 with an offset).",
+    )
+    due_after: Moment | None = Field(
+        default=None,
+        description="Only tasks due at or after this time (ISO 8601 with an offset).",
+    )
+    overdue: bool | None = Field(
+        default=None,
+        description="`true`: only pending tasks whose `due_at` has passed; `false`: all the "
+        "others.",
+    )
+    sort: TaskSort | None = Field(
+        default=None,
+        description="`created_at` (default), `updated_at`, `title`, `due_at` or `priority` "
+        "(by rank, high > medium > low); `created` and `due_date` are aliases of "
+        "`created_at` and `due_at`. Tasks without `due_at` come last in both orders. "
+        "Ties are broken by id.",
+    )
+    sort_by: TaskSort | None = Field(
+        default=None, description="Alias of `sort`; `sort` wins when both are given."
+    )
+    order: SortOrder | None = Field(
+        default=None,
+        description="`asc` or `desc`. Defaults to `desc` for `created_at`, `updated_at` "
+        "and `priority` (newest, most important first) and to `asc` for `title` and "
+        "`due_at` (A to Z, soonest first).",
+    )
+    limit: int = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size, 1 to {MAX_LIMIT}."
+    )
+    offset: int = Field(
+        default=0, ge=0, le=MAX_OFFSET, description="Number of matching tasks to skip."
+    )
+
+
+async def task_list_params(query: Annotated[TaskListQuery, Query()]) -> TaskListParams:
+    """Resolve aliases and defaults into the parameters the statements are built from."""
+    requested = query.sort or query.sort_by or TaskSort.created_at
     chosen_sort = SORT_ALIASES.get(requested, requested)
     return TaskListParams(
-        status=status or status_filter or TaskStatusFilter.all,
-        priority=priority,
-        tags=_unique(tag),
-        search=search if search is not None else q,
-        due_before=due_before,
-        due_after=due_after,
-        overdue=overdue,
+        status=query.status or query.status_filter or TaskStatusFilter.all,
+        priority=query.priority,
+        tags=_unique(query.tag),
+        search=query.search if query.search is not None else query.q,
+        due_before=query.due_before,
+        due_after=query.due_after,
+        overdue=query.overdue,
         sort=chosen_sort,
-        order=order or DEFAULT_ORDERS[chosen_sort],
-        limit=limit,
-        offset=offset,
+        order=query.order or DEFAULT_ORDERS[chosen_sort],
+        limit=query.limit,
+        offset=query.offset,
     )
 
 

@@ -76,11 +76,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def create_engine_for(settings: Settings) -> AsyncEngine:
+    """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes."""
     target: DatabaseTarget = parse_database_url(settings.database_url)
     if target.is_sqlite:
         engine = create_async_engine(
             target.url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            hide_parameters=True,
         )
         _configure_sqlite(engine)
         return engine
@@ -91,6 +93,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=settings.db_pool_recycle,
+        hide_parameters=True,
     )
 
 

@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from auth.jwks import JWKSKeySet
 from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
+from auth.verification import TokenVerifier
 from body_limit import BodySizeLimitMiddleware
 from db import create_engine_for, create_sessionmaker, create_tables
 from errors import install_exception_handlers
+from request_context import RequestContextMiddleware
 from routes import auth, meta, tasks
 from settings import Settings, get_settings
 
@@ -52,6 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_service = TokenService(
         settings.jwt_secret, settings.jwt_algorithm, settings.jwt_expiration_delta
     )
+    key_set = JWKSKeySet(settings.jwks_url) if settings.jwks_url else None
+    app.state.token_verifier = TokenVerifier(
+        app.state.token_service, key_set, settings.better_auth_issuer
+    )
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
 
     app.add_middleware(
@@ -63,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=PAGINATION_HEADERS,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: its headers and access line cover CORS preflights, 413s and 500s too.
+    app.add_middleware(RequestContextMiddleware)
     install_exception_handlers(app)
 
     app.include_router(meta.router)

@@ -36,9 +36,7 @@ def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> st
     address = _parse(peer)
     if address is None or not trusted_proxies or not _trusted(address, trusted_proxies):
         return peer
-    hops = [
-        hop for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")
-    ]
+    hops = [hop for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
     for hop in reversed(hops):
         hop_address = _parse(hop)
         if hop_address is None:

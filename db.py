@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -118,6 +120,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The `insert` construct of the session's dialect, for `ON CONFLICT` upserts."""
+    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 # `scope="function"` commits before the response is sent, so a 2xx always means "stored".

@@ -84,6 +84,15 @@ class LoginRequest(BaseModel):
     password: Password
 
 
+class PasswordChange(BaseModel):
+    current_password: Password
+    new_password: NewPassword = Field(description="8 to 72 bytes in UTF-8, no NUL characters.")
+
+
+class AccountDeletion(BaseModel):
+    password: Password = Field(description="The account's current password, as confirmation.")
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"

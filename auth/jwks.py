@@ -64,8 +64,7 @@ class JWKSKeySet:
 
     def _may_fetch(self) -> bool:
         return (
-            self._last_fetch is None
-            or self.clock() - self._last_fetch >= self.min_refetch_seconds
+            self._last_fetch is None or self.clock() - self._last_fetch >= self.min_refetch_seconds
         )
 
     async def get(self, kid: str) -> jwt.PyJWK:

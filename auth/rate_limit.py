@@ -17,11 +17,9 @@ from datetime import datetime, timedelta
 
 from fastapi import HTTPException, status
 from sqlalchemy import case, delete, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from db import UTCDateTime, utcnow
+from db import UTCDateTime, dialect_insert, utcnow
 from models import RateLimitCounter
 
 
@@ -55,18 +53,22 @@ def _seconds_left(window_started_at: datetime, window_seconds: int, now: datetim
 async def ensure_within(session: AsyncSession, *limits: Limit) -> None:
     """Raise 429 when any of `limits` is already used up in its current window (one query)."""
     rows = await session.exec(
-        select(RateLimitCounter.key, RateLimitCounter.hits, RateLimitCounter.window_started_at)
-        .where(RateLimitCounter.key.in_([limit.key for limit in limits]))
+        select(
+            RateLimitCounter.key, RateLimitCounter.hits, RateLimitCounter.window_started_at
+        ).where(RateLimitCounter.key.in_([limit.key for limit in limits]))
     )
     by_key = {limit.key: limit for limit in limits}
     now = utcnow()
     retry_after = 0
     for key, hits, window_started_at in rows.all():
         limit = by_key[key]
-        if hits >= limit.max_hits and window_started_at + timedelta(
-            seconds=limit.window_seconds
-        ) > now:
-            retry_after = max(retry_after, _seconds_left(window_started_at, limit.window_seconds, now))
+        if (
+            hits >= limit.max_hits
+            and window_started_at + timedelta(seconds=limit.window_seconds) > now
+        ):
+            retry_after = max(
+                retry_after, _seconds_left(window_started_at, limit.window_seconds, now)
+            )
     if retry_after:
         raise TooManyRequests(retry_after)
 
@@ -78,9 +80,8 @@ async def hit(session: AsyncSession, limit: Limit) -> tuple[int, datetime]:
     expired = RateLimitCounter.window_started_at <= literal(
         now - timedelta(seconds=limit.window_seconds), type_=UTCDateTime()
     )
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(RateLimitCounter)
+        dialect_insert(session)(RateLimitCounter)
         .values(key=limit.key, hits=1, window_started_at=now)
         .on_conflict_do_update(
             index_elements=["key"],

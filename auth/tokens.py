@@ -63,9 +63,7 @@ class TokenService:
         return IssuedToken(access_token=token, expires_in=self._lifetime)
 
     def verify(self, token: str) -> TokenClaims:
-        payload = decode(
-            token, self._secret, algorithms=self._algorithms, required=REQUIRED_CLAIMS
-        )
+        payload = decode(token, self._secret, algorithms=self._algorithms, required=REQUIRED_CLAIMS)
         return claims_from_payload(payload, token)
 
 

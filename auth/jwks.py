@@ -13,6 +13,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -25,6 +26,24 @@ FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
 
 
+FAMILY_ALGORITHMS = {"OKP": ("EdDSA",), "EC": ("ES256",), "RSA": ("RS256", "PS256")}
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A published key and the algorithms a token signed with it may name."""
+
+    key: Any
+    algorithms: tuple[str, ...]
+
+
+def _verification_key(jwk: jwt.PyJWK, document: dict[str, Any]) -> VerificationKey:
+    declared = document.get("alg")
+    if isinstance(declared, str) and declared:
+        return VerificationKey(jwk.key, (declared,))
+    return VerificationKey(jwk.key, FAMILY_ALGORITHMS.get(jwk.key_type, ()))
+
+
 class KeySetUnavailable(Exception):
     """The key set could not be fetched and no cached key matches."""
 
@@ -33,7 +52,7 @@ class UnknownKey(Exception):
     """The key set, fetched recently, has no key with this `kid`."""
 
 
-def _fetch_blocking(url: str) -> dict[str, jwt.PyJWK]:
+def _fetch_blocking(url: str) -> dict[str, VerificationKey]:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
         raw = response.read(MAX_JWKS_BYTES + 1)
@@ -42,8 +61,17 @@ def _fetch_blocking(url: str) -> dict[str, jwt.PyJWK]:
     document: Any = json.loads(raw)
     if not isinstance(document, dict):
         raise ValueError("JWKS is not a JSON object")
-    key_set = jwt.PyJWKSet(document.get("keys"))
-    return {key.key_id: key for key in key_set.keys if key.key_id}
+    keys: dict[str, VerificationKey] = {}
+    for entry in document.get("keys") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        try:
+            keys[entry["kid"]] = _verification_key(jwt.PyJWK(entry), entry)
+        except jwt.PyJWTError as exc:
+            logger.warning("skipping unusable key %r in the JWKS: %s", entry["kid"], exc)
+    if not keys:
+        raise ValueError("the JWKS has no usable key with a 'kid'")
+    return keys
 
 
 class JWKSKeySet:
@@ -57,7 +85,7 @@ class JWKSKeySet:
         self.url = url
         self.min_refetch_seconds = min_refetch_seconds
         self.clock = clock
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, VerificationKey] = {}
         self._last_fetch: float | None = None
         self._lock = anyio.Lock()
         self.fetches = 0
@@ -67,7 +95,7 @@ class JWKSKeySet:
             self._last_fetch is None or self.clock() - self._last_fetch >= self.min_refetch_seconds
         )
 
-    async def get(self, kid: str) -> jwt.PyJWK:
+    async def get(self, kid: str) -> VerificationKey:
         """The key named `kid`, fetching the key set if it is unknown and a fetch is allowed."""
         key = self._keys.get(kid)
         if key is not None:

@@ -85,7 +85,8 @@ def decode(
         raise InvalidTokenError("Token has the wrong audience") from None
     except jwt.InvalidIssuerError:
         raise InvalidTokenError("Token has the wrong issuer") from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, TypeError, ValueError):
+        # TypeError/ValueError: a key that does not fit the algorithm, absurd numeric claims.
         raise InvalidTokenError("Invalid token") from None
 
 

@@ -50,6 +50,8 @@ class TokenVerifier:
             key = await self.key_set.get(kid)
         except UnknownKey:
             raise InvalidTokenError("Token is signed with an unknown key") from None
+        if algorithm not in key.algorithms:
+            raise InvalidTokenError("Invalid token")
         payload = decode(
             token,
             key.key,

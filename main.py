@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from auth.verification import TokenVerifier
 from body_limit import BodySizeLimitMiddleware
 from db import create_engine_for, create_sessionmaker, create_tables
 from errors import install_exception_handlers
+from log_config import configure_logging
 from request_context import RequestContextMiddleware
 from routes import auth, meta, tasks
 from settings import Settings, get_settings
@@ -26,9 +26,7 @@ PAGINATION_HEADERS = ["X-Total-Count", "Link"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

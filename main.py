@@ -18,6 +18,7 @@ from errors import install_exception_handlers
 from log_config import configure_logging
 from request_context import RequestContextMiddleware
 from routes import auth, meta, tasks
+from routes.responses import document_body_errors
 from settings import Settings, get_settings
 
 VERSION = "1.0.0"
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
+    document_body_errors(app)
     return app
 
 

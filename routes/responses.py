@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from schemas import ErrorResponse
 
 
@@ -36,3 +38,36 @@ TOO_MANY_REQUESTS = {
         },
     }
 }
+
+BODY_ERRORS = {
+    "400": "The body could not be decoded (not UTF-8, not JSON)",
+    "413": "Request body larger than the limit (64 KiB)",
+}
+
+
+def document_body_errors(app: FastAPI) -> None:
+    """Every operation that reads a body can answer 400 (undecodable) and 413 (too large).
+
+    Added to the generated OpenAPI document, so routes added later are covered without
+    repeating it on each of them.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        error_schema = {"$ref": "#/components/schemas/ErrorResponse"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, dict) or "requestBody" not in operation:
+                    continue
+                for code, description in BODY_ERRORS.items():
+                    operation["responses"].setdefault(
+                        code,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": error_schema}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -88,7 +88,6 @@ class JWKSKeySet:
         self._keys: dict[str, VerificationKey] = {}
         self._last_fetch: float | None = None
         self._lock = anyio.Lock()
-        self.fetches = 0
 
     def _may_fetch(self) -> bool:
         return (
@@ -113,7 +112,6 @@ class JWKSKeySet:
 
     async def _refresh(self) -> None:
         self._last_fetch = self.clock()
-        self.fetches += 1
         try:
             keys = await anyio.to_thread.run_sync(_fetch_blocking, self.url)
         except Exception as exc:

@@ -176,12 +176,21 @@ class TestLimitsAreSettings:
 
 class TestSignupLimit:
     async def test_twenty_first_signup_from_one_address_is_429(
-        self, client: AsyncClient, client_from: ClientFrom
+        self, app: FastAPI, client: AsyncClient, client_from: ClientFrom
     ) -> None:
         for _ in range(20):
             await sign_up(client)
+        hashed: list[str] = []
+        original = app.state.password_hasher.hash
+
+        async def counting_hash(password: str) -> str:
+            hashed.append(password)
+            return await original(password)
+
+        app.state.password_hasher.hash = counting_hash
         response = await client.post("/api/auth/signup", json=_login("late@example.com", PASSWORD))
         _assert_429(response, 3600)
+        assert hashed == []
         async with client_from("198.51.100.22") as elsewhere:
             ok = await elsewhere.post("/api/auth/signup", json=_login("late@example.com", PASSWORD))
         assert ok.status_code == 201

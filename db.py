@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -114,11 +116,13 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
 
 
 def create_engine_for(settings: Settings) -> AsyncEngine:
+    """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes."""
     target: DatabaseTarget = parse_database_url(settings.database_url)
     if target.is_sqlite:
         engine = create_async_engine(
             target.url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            hide_parameters=True,
         )
         _configure_sqlite(engine)
         return engine
@@ -128,6 +132,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=settings.db_pool_recycle,
+        hide_parameters=True,
     )
     if settings.db_pool_pre_ping:
         _ping_idle_connections(engine)
@@ -171,6 +176,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The `insert` construct of the session's dialect, for `ON CONFLICT` upserts."""
+    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 # `scope="function"` commits before the response is sent, so a 2xx always means "stored".

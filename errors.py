@@ -1,4 +1,8 @@
-"""Exception handlers: every error leaves as JSON `{"detail": ...}`, never as a bare 500 page."""
+"""Exception handlers: every error leaves as JSON `{"detail": ...}`, never as a bare 500 page.
+
+Exceptions no handler here claims reach `RequestContextMiddleware`, which answers 500 with the
+request id and logs the traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from db import database_errors, is_database_unavailable
+from request_context import internal_error_body
 
 logger = logging.getLogger("todo.errors")
 
@@ -33,9 +38,16 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error during %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = getattr(request.state, "request_id", None)
+    logger.error(
+        "unhandled error during %s %s (request id %s)",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
     return JSONResponse(
-        {"detail": "Internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+        internal_error_body(request_id), status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
     )
 
 
@@ -43,4 +55,3 @@ def install_exception_handlers(app: FastAPI) -> None:
     for error_type in database_errors:
         app.add_exception_handler(error_type, database_unavailable_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)
-    app.add_exception_handler(Exception, unhandled_error_handler)

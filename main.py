@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from auth.jwks import JWKSKeySet
 from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
+from auth.verification import TokenVerifier
 from body_limit import BodySizeLimitMiddleware
 from db import create_engine_for, create_read_sessionmaker, create_sessionmaker, create_tables
 from errors import install_exception_handlers
+from log_config import configure_logging
+from request_context import RequestContextMiddleware
 from routes import auth, meta, tasks
+from routes.responses import document_body_errors
 from settings import Settings, get_settings
 
 VERSION = "1.0.0"
@@ -23,9 +27,7 @@ EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "X-Deleted-Count"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_service = TokenService(
         settings.jwt_secret, settings.jwt_algorithm, settings.jwt_expiration_delta
     )
+    key_set = JWKSKeySet(settings.jwks_url) if settings.jwks_url else None
+    app.state.token_verifier = TokenVerifier(
+        app.state.token_service, key_set, settings.better_auth_issuer
+    )
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
 
     app.add_middleware(
@@ -64,11 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=EXPOSED_HEADERS,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: its headers and access line cover CORS preflights, 413s and 500s too.
+    app.add_middleware(RequestContextMiddleware)
     install_exception_handlers(app)
 
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
+    document_body_errors(app)
     return app
 
 

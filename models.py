@@ -22,6 +22,7 @@ USER_ID_MAX_LENGTH = 255
 TAG_MAX_LENGTH = 30
 MAX_TAGS = 10
 RECURRENCE_MAX_LENGTH = 16
+RATE_LIMIT_KEY_MAX_LENGTH = 100
 
 
 def new_user_id() -> str:
@@ -174,3 +175,23 @@ class RevokedToken(SQLModel, table=True):
 
     jti: str = Field(primary_key=True, max_length=255)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class SubjectRevocation(SQLModel, table=True):
+    """Every token of `sub` issued before `not_before` is revoked (password change, deletion)."""
+
+    __tablename__ = "subject_revocations"
+
+    sub: str = Field(primary_key=True, max_length=USER_ID_MAX_LENGTH)
+    not_before: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """A fixed-window counter: `hits` events since `window_started_at` for one key."""
+
+    __tablename__ = "rate_limit_counters"
+    __table_args__ = (Index("ix_rate_limit_counters_window_started_at", "window_started_at"),)
+
+    key: str = Field(primary_key=True, max_length=RATE_LIMIT_KEY_MAX_LENGTH)
+    hits: int = Field(nullable=False)
+    window_started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)

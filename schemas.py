@@ -133,6 +133,15 @@ class LoginRequest(BaseModel):
     password: Password
 
 
+class PasswordChange(BaseModel):
+    current_password: Password
+    new_password: NewPassword = Field(description="8 to 72 bytes in UTF-8, no NUL characters.")
+
+
+class AccountDeletion(BaseModel):
+    password: Password = Field(description="The account's current password, as confirmation.")
+
+
 class UserRead(BaseModel):
     """The caller's identity: a local account, or the claims of a frontend-issued token."""
 

@@ -7,6 +7,7 @@ the process with a one-line explanation instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import sys
@@ -33,6 +34,9 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SHARED_SECRET_ALGORITHMS = ("HS256", "HS384", "HS512")
+BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigurationError(RuntimeError):
@@ -65,8 +69,18 @@ class Settings(BaseSettings):
     jwt_expiration_delta: int = Field(default=604800, ge=60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
+    better_auth_url: str | None = None
+    better_auth_jwks_url: str | None = None
+
     cors_allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    signup_max_per_address: int = Field(default=20, ge=1)
+    signup_window_seconds: int = Field(default=60 * 60, ge=1)
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
 
     @field_validator("environment", "log_level", mode="before")
     @classmethod
@@ -97,6 +111,44 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [ipaddress.ip_network(str(part), strict=False) for part in value]
+        return value
+
+    @field_validator("better_auth_url", "better_auth_jwks_url", mode="before")
+    @classmethod
+    def _url_or_none(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().rstrip("/")
+            if not value:
+                return None
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Where the Better Auth JWT plugin publishes its keys, if asymmetric tokens are on."""
+        if self.better_auth_jwks_url:
+            return self.better_auth_jwks_url
+        if self.better_auth_url:
+            return self.better_auth_url + BETTER_AUTH_JWKS_PATH
+        return None
+
+    @property
+    def better_auth_issuer(self) -> str | None:
+        """The `iss` and `aud` of the plugin's tokens: its base URL."""
+        if self.better_auth_url:
+            return self.better_auth_url
+        if self.better_auth_jwks_url and self.better_auth_jwks_url.endswith(BETTER_AUTH_JWKS_PATH):
+            return self.better_auth_jwks_url.removesuffix(BETTER_AUTH_JWKS_PATH)
+        return None
 
     @property
     def is_production(self) -> bool:
@@ -145,6 +197,11 @@ def load_settings(**overrides: object) -> Settings:
             for error in exc.errors()
         )
         raise ConfigurationError(f"Invalid configuration: {problems}") from None
+    if settings.jwks_url and not settings.better_auth_issuer:
+        raise ConfigurationError(
+            "BETTER_AUTH_JWKS_URL does not end with /api/auth/jwks: set BETTER_AUTH_URL too, "
+            "it is the issuer and audience of the tokens."
+        )
     settings.check_production_readiness()
     return settings
 

@@ -1,7 +1,9 @@
 """FastAPI dependencies for authentication, as `Annotated` aliases.
 
 The order matters: the token is verified and its subject compared with the URL's `{user_id}`
-(403 on mismatch) before the session touches the database for the revocation check.
+(403 on mismatch) before the session touches the database for the revocation check, which is a
+single query answering both "was this token logged out?" and "were all of this subject's tokens
+up to some instant revoked (password change, account deletion)?".
 """
 
 from __future__ import annotations
@@ -10,19 +12,25 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from auth.jwks import KeySetUnavailable
 from auth.passwords import PasswordHasher
 from auth.tokens import InvalidTokenError, TokenClaims, TokenService
+from auth.verification import TokenVerifier
 from db import SessionDep
-from models import USER_ID_MAX_LENGTH, RevokedToken
+from models import USER_ID_MAX_LENGTH, RevokedToken, SubjectRevocation
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
     description="A JWT from `POST /api/auth/login` or the frontend's Better Auth.",
 )
+
+KEYS_UNAVAILABLE_RETRY_SECONDS = 30
+revoked_tokens = RevokedToken.__table__
+subject_revocations = SubjectRevocation.__table__
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -41,31 +49,54 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
+async def get_token_verifier(request: Request) -> TokenVerifier:
+    return request.app.state.token_verifier
+
+
 TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
+TokenVerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
 async def get_token_claims(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    tokens: TokenServiceDep,
+    verifier: TokenVerifierDep,
 ) -> TokenClaims:
     """Verify the bearer token's signature and claims (no database access)."""
     if credentials is None:
         raise unauthorized("Not authenticated")
     try:
-        return tokens.verify(credentials.credentials)
+        claims = await verifier.verify(credentials.credentials)
     except InvalidTokenError as exc:
         raise unauthorized(str(exc)) from None
+    except KeySetUnavailable:
+        raise HTTPException(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="The keys to verify this token are unavailable",
+            headers={"Retry-After": str(KEYS_UNAVAILABLE_RETRY_SECONDS)},
+        ) from None
+    request.state.user_id = claims.sub
+    return claims
 
 
 VerifiedClaims = Annotated[TokenClaims, Depends(get_token_claims)]
 
 
 async def ensure_not_revoked(session: AsyncSession, claims: TokenClaims) -> None:
-    revoked = await session.exec(
-        select(RevokedToken.jti).where(RevokedToken.jti == claims.revocation_key)
+    """One round trip: is this token revoked, and since when are the subject's tokens revoked?"""
+    token_revoked = exists().where(revoked_tokens.c.jti == claims.revocation_key)
+    subject_not_before = (
+        select(subject_revocations.c.not_before)
+        .where(subject_revocations.c.sub == claims.sub)
+        .scalar_subquery()
     )
-    if revoked.first() is not None:
+    result = await session.exec(select(token_revoked, subject_not_before))
+    revoked, not_before = result.one()
+    if revoked or (
+        not_before is not None
+        and (claims.issued_at is None or claims.issued_at < not_before.timestamp())
+    ):
         raise unauthorized("Token has been revoked")
 
 

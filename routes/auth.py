@@ -1,32 +1,50 @@
-"""Accounts: signup, login, logout and the caller's identity."""
+"""Accounts: signup, login, logout, password change, deletion and the caller's identity."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from auth.brute_force import CredentialGuardDep
 from auth.dependencies import (
     CurrentClaims,
     PasswordHasherDep,
     TokenServiceDep,
 )
-from db import SessionDep, utcnow
-from models import RevokedToken, User
-from routes.responses import DATABASE_UNAVAILABLE, TOO_LARGE, UNAUTHORIZED, error
-from schemas import LoginRequest, MessageResponse, SignupRequest, TokenResponse, UserRead
+from db import SessionDep, dialect_insert, utcnow
+from models import RevokedToken, SubjectRevocation, Task, User
+from routes.responses import (
+    DATABASE_UNAVAILABLE,
+    TOO_LARGE,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    error,
+)
+from schemas import (
+    AccountDeletion,
+    LoginRequest,
+    MessageResponse,
+    PasswordChange,
+    SignupRequest,
+    TokenResponse,
+    UserRead,
+)
 
 router = APIRouter(
     prefix="/api/auth", tags=["auth"], responses={**DATABASE_UNAVAILABLE, **TOO_LARGE}
 )
 
 INVALID_CREDENTIALS = "Invalid email or password"
+WRONG_PASSWORD = "The password is incorrect"
+NO_LOCAL_ACCOUNT = "No local account: this identity's password is managed by the frontend"
+
+WRONG_PASSWORD_RESPONSE = {403: error(WRONG_PASSWORD)}
+NO_LOCAL_ACCOUNT_RESPONSE = {404: error(NO_LOCAL_ACCOUNT)}
 
 
 def _token_response(tokens: TokenServiceDep, user: User) -> TokenResponse:
@@ -44,12 +62,21 @@ def _token_response(tokens: TokenServiceDep, user: User) -> TokenResponse:
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses={409: error("An account with this email already exists")},
+    responses={409: error("An account with this email already exists"), **TOO_MANY_REQUESTS},
 )
 async def signup(
-    body: SignupRequest, session: SessionDep, hasher: PasswordHasherDep, tokens: TokenServiceDep
+    body: SignupRequest,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    tokens: TokenServiceDep,
+    guard: CredentialGuardDep,
 ) -> TokenResponse:
-    """Create an account and return a token for it. Emails are case-insensitive."""
+    """Create an account and return a token for it. Emails are case-insensitive.
+
+    Attempts are limited per client address (`SIGNUP_MAX_PER_ADDRESS` per
+    `SIGNUP_WINDOW_SECONDS`); over the limit the answer is 429 with `Retry-After`.
+    """
+    await guard.count_signup(session)
     password_hash = await hasher.hash(body.password)
     user = User(email=body.email, name=body.name or None, password_hash=password_hash)
     session.add(user)
@@ -63,27 +90,37 @@ async def signup(
     return _token_response(tokens, user)
 
 
-@router.post("/login", responses={401: error(INVALID_CREDENTIALS)})
+@router.post("/login", responses={401: error(INVALID_CREDENTIALS), **TOO_MANY_REQUESTS})
 async def login(
-    body: LoginRequest, session: SessionDep, hasher: PasswordHasherDep, tokens: TokenServiceDep
+    body: LoginRequest,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    tokens: TokenServiceDep,
+    guard: CredentialGuardDep,
 ) -> TokenResponse:
-    """Exchange email and password for a token. Unknown emails cost as much as wrong passwords."""
+    """Exchange email and password for a token. Unknown emails cost as much as wrong passwords.
+
+    After `LOGIN_MAX_FAILURES_PER_EMAIL` failures for one email, or
+    `LOGIN_MAX_FAILURES_PER_ADDRESS` from one client address, within
+    `LOGIN_FAILURE_WINDOW_SECONDS`, attempts get 429 with `Retry-After` without checking the
+    password. A successful login resets the email's count.
+    """
     user = (await session.exec(select(User).where(User.email == body.email))).first()
-    # Give the connection back before the slow hash: it must not sit idle in a transaction.
-    await session.commit()
-    if user is None:
-        await hasher.burn_verify(body.password)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=INVALID_CREDENTIALS)
-    if not await hasher.verify(body.password, user.password_hash):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=INVALID_CREDENTIALS)
+    await guard.check_password(
+        session,
+        hasher,
+        body.email,
+        body.password,
+        user.password_hash if user is not None else None,
+        HTTPException(status.HTTP_401_UNAUTHORIZED, detail=INVALID_CREDENTIALS),
+    )
     return _token_response(tokens, user)
 
 
 async def revoke(session: AsyncSession, key: str, expires_at: datetime) -> None:
     """Record a revoked token (idempotent) and purge revocations that have expired."""
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     await session.exec(
-        insert(RevokedToken)
+        dialect_insert(session)(RevokedToken)
         .values(jti=key, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
@@ -104,3 +141,88 @@ async def me(claims: CurrentClaims, session: SessionDep) -> UserRead:
     if user is not None:
         return UserRead.model_validate(user)
     return UserRead(id=claims.sub, email=claims.email, name=claims.name, created_at=None)
+
+
+async def revoke_subject(session: AsyncSession, sub: str) -> None:
+    """Revoke every token of `sub` issued up to now (tokens issued afterwards stay valid)."""
+    now = utcnow()
+    insert = dialect_insert(session)(SubjectRevocation).values(sub=sub, not_before=now)
+    await session.exec(
+        insert.on_conflict_do_update(
+            index_elements=["sub"], set_={"not_before": insert.excluded.not_before}
+        )
+    )
+
+
+async def _local_account(session: AsyncSession, sub: str) -> User:
+    user = await session.get(User, sub)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_LOCAL_ACCOUNT)
+    return user
+
+
+@router.put(
+    "/password",
+    responses={
+        **UNAUTHORIZED,
+        **WRONG_PASSWORD_RESPONSE,
+        **NO_LOCAL_ACCOUNT_RESPONSE,
+        **TOO_MANY_REQUESTS,
+    },
+)
+async def change_password(
+    body: PasswordChange,
+    claims: CurrentClaims,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    tokens: TokenServiceDep,
+    guard: CredentialGuardDep,
+) -> TokenResponse:
+    """Change the password. Every token issued before now stops working (on every device);
+    the response carries a new token. Wrong current passwords count like failed logins."""
+    user = await _local_account(session, claims.sub)
+    await guard.check_password(
+        session,
+        hasher,
+        user.email,
+        body.current_password,
+        user.password_hash,
+        HTTPException(status.HTTP_403_FORBIDDEN, detail=WRONG_PASSWORD),
+    )
+    password_hash = await hasher.hash(body.new_password)
+    await session.exec(update(User).where(User.id == user.id).values(password_hash=password_hash))
+    await revoke_subject(session, user.id)
+    return _token_response(tokens, user)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        **UNAUTHORIZED,
+        **WRONG_PASSWORD_RESPONSE,
+        **NO_LOCAL_ACCOUNT_RESPONSE,
+        **TOO_MANY_REQUESTS,
+    },
+)
+async def delete_account(
+    body: AccountDeletion,
+    claims: CurrentClaims,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    guard: CredentialGuardDep,
+) -> None:
+    """Delete the account and all its tasks, confirmed by its password; its tokens are revoked."""
+    user = await _local_account(session, claims.sub)
+    await guard.check_password(
+        session,
+        hasher,
+        user.email,
+        body.password,
+        user.password_hash,
+        HTTPException(status.HTTP_403_FORBIDDEN, detail=WRONG_PASSWORD),
+    )
+    await session.exec(delete(Task).where(Task.user_id == user.id))
+    await session.exec(delete(User).where(User.id == user.id))
+    await revoke_subject(session, user.id)

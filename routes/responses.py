@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from schemas import ErrorResponse
 
 
@@ -11,8 +13,61 @@ def error(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
+INTEGER = {"type": "integer"}
+
 UNAUTHORIZED = {401: error("Missing, invalid, expired or revoked bearer token")}
 FORBIDDEN = {403: error("The token's subject is not the `{user_id}` in the URL")}
 TASK_NOT_FOUND = {404: error("No such task for this user")}
-DATABASE_UNAVAILABLE = {503: error("The database did not answer")}
+DATABASE_UNAVAILABLE = {
+    503: {
+        **error("The database, or the key set that verifies the token, did not answer"),
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+        },
+    }
+}
 TOO_LARGE = {413: error("Request body larger than the limit (64 KiB)")}
+TOO_MANY_REQUESTS = {
+    429: {
+        **error("Too many attempts from this client address or for this account"),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the limit's window ends",
+                "schema": INTEGER,
+            }
+        },
+    }
+}
+
+BODY_ERRORS = {
+    "400": "The body could not be decoded (not UTF-8, not JSON)",
+    "413": "Request body larger than the limit (64 KiB)",
+}
+
+
+def document_body_errors(app: FastAPI) -> None:
+    """Every operation that reads a body can answer 400 (undecodable) and 413 (too large).
+
+    Added to the generated OpenAPI document, so routes added later are covered without
+    repeating it on each of them.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        error_schema = {"$ref": "#/components/schemas/ErrorResponse"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, dict) or "requestBody" not in operation:
+                    continue
+                for code, description in BODY_ERRORS.items():
+                    operation["responses"].setdefault(
+                        code,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": error_schema}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import asyncpg
 import pytest
@@ -57,13 +57,22 @@ def postgres_url() -> Iterator[str | None]:
 
 
 @pytest.fixture
-def settings(tmp_path, postgres_url: str | None) -> Settings:
+def settings_overrides() -> dict[str, object]:
+    """Settings a test module changes by overriding this fixture."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path, postgres_url: str | None, settings_overrides: dict[str, object]) -> Settings:
     database_url = postgres_url or f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     return load_settings(
-        database_url=database_url,
-        better_auth_secret=TEST_SECRET,
-        bcrypt_rounds=4,
-        environment="test",
+        **{
+            "database_url": database_url,
+            "better_auth_secret": TEST_SECRET,
+            "bcrypt_rounds": 4,
+            "environment": "test",
+            **settings_overrides,
+        }
     )
 
 
@@ -86,3 +95,15 @@ async def app(settings: Settings, postgres_url: str | None) -> AsyncIterator[Fas
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
         yield http
+
+
+@pytest.fixture
+def client_from(app: FastAPI) -> Callable[[str], AsyncClient]:
+    """A client whose socket address is `host` (close it with `async with`)."""
+
+    def make(host: str) -> AsyncClient:
+        return AsyncClient(
+            transport=ASGITransport(app=app, client=(host, 40000)), base_url="http://test"
+        )
+
+    return make

@@ -147,3 +147,53 @@ class TestOtherSettings:
     def test_rejects_an_asymmetric_algorithm(self) -> None:
         with pytest.raises(ConfigurationError, match="JWT_ALGORITHM"):
             load_settings(jwt_algorithm="RS256")
+
+
+class TestSecuritySettings:
+    def test_limit_defaults(self) -> None:
+        settings = load_settings()
+        assert settings.login_max_failures_per_email == 5
+        assert settings.login_max_failures_per_address == 20
+        assert settings.login_failure_window_seconds == 900
+        assert settings.signup_max_per_address == 20
+        assert settings.signup_window_seconds == 3600
+        assert settings.trusted_proxies == []
+        assert settings.jwks_url is None
+
+    def test_trusted_proxies_are_comma_separated_networks(self) -> None:
+        settings = load_settings(trusted_proxies="10.0.0.0/8, 192.168.1.7,::1")
+        assert [str(network) for network in settings.trusted_proxies] == [
+            "10.0.0.0/8",
+            "192.168.1.7/32",
+            "::1/128",
+        ]
+
+    def test_rejects_a_bad_proxy(self) -> None:
+        with pytest.raises(ConfigurationError, match="TRUSTED_PROXIES"):
+            load_settings(trusted_proxies="10.0.0.0/8, proxy.internal")
+
+    def test_better_auth_url_gives_jwks_issuer_and_audience(self) -> None:
+        settings = load_settings(better_auth_url="https://app.example.com/")
+        assert settings.jwks_url == "https://app.example.com/api/auth/jwks"
+        assert settings.better_auth_issuer == "https://app.example.com"
+
+    def test_explicit_jwks_url(self) -> None:
+        settings = load_settings(better_auth_jwks_url="https://app.example.com/api/auth/jwks")
+        assert settings.better_auth_issuer == "https://app.example.com"
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
+            load_settings(better_auth_jwks_url="https://keys.example.com/jwks.json")
+        settings = load_settings(
+            better_auth_url="https://app.example.com",
+            better_auth_jwks_url="https://keys.example.com/jwks.json",
+        )
+        assert settings.jwks_url == "https://keys.example.com/jwks.json"
+        assert settings.better_auth_issuer == "https://app.example.com"
+
+    def test_rejects_a_url_without_scheme(self) -> None:
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
+            load_settings(better_auth_url="app.example.com")
+
+    @pytest.mark.parametrize("name", ["login_max_failures_per_email", "signup_max_per_address"])
+    def test_limits_must_be_positive(self, name: str) -> None:
+        with pytest.raises(ConfigurationError):
+            load_settings(**{name: 0})

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the running API with schemathesis (`bash .ci/fuzz`)."""

@@ -1,0 +1,17 @@
+"""Process logging: one format, and no third-party logger that would print bound SQL values."""
+
+from __future__ import annotations
+
+import logging
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# These log every statement with its parameters (password hashes, revoked token ids) at DEBUG.
+PARAMETER_LOGGERS = ("aiosqlite",)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    for name in PARAMETER_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET (inherit) included: never DEBUG
+            logger.setLevel(logging.INFO)

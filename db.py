@@ -7,19 +7,20 @@ commits once when the endpoint succeeds and rolls back when it raises.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from database_url import DatabaseTarget, parse_database_url
+from database_url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
 from settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -75,13 +76,28 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine_for(settings: Settings) -> AsyncEngine:
-    target: DatabaseTarget = parse_database_url(settings.database_url)
+def database_target(settings: Settings) -> DatabaseTarget:
+    """The normalised URL and every driver argument: what the app and Alembic connect with."""
+    target = parse_database_url(settings.database_url)
     if target.is_sqlite:
-        engine = create_async_engine(
-            target.url,
+        return replace(
+            target,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
+    connect_args = {
+        **target.connect_args,
+        "timeout": settings.db_connect_timeout,
+        "command_timeout": settings.db_command_timeout,
+    }
+    if settings.db_pooler or target.behind_pooler:
+        connect_args |= transaction_pooler_connect_args()
+    return replace(target, connect_args=connect_args)
+
+
+def create_engine_for(settings: Settings) -> AsyncEngine:
+    target = database_target(settings)
+    if target.is_sqlite:
+        engine = create_async_engine(target.url, connect_args=target.connect_args)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -128,3 +144,21 @@ database_errors: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+# SQLSTATE classes the server answers with when it cannot serve us, rather than because a
+# query is wrong: connection exceptions, authentication, insufficient resources (too many
+# connections), operator intervention (shutting down, starting up, statement timeout), and a
+# database that does not exist.
+UNAVAILABLE_SQLSTATES = ("08", "28", "53", "57", "3D000")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means "the database cannot serve this request now" (a 503, not a 500)."""
+    if isinstance(exc, database_errors):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
-from db import database_errors
+from db import database_errors, is_database_unavailable
 
 logger = logging.getLogger("todo.errors")
 
@@ -27,7 +27,7 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> JSON
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if is_database_unavailable(exc):
         return await database_unavailable_handler(request, exc)
     return await unhandled_error_handler(request, exc)
 

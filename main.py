@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine_for(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        await create_tables(engine)
+        if engine.dialect.name == "sqlite":
+            # The embedded default needs no setup; PostgreSQL is migrated with Alembic.
+            await create_tables(engine)
         await app.state.password_hasher.prepare()
         try:
             yield

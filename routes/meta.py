@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from db import database_errors
+from db import database_errors, is_database_unavailable
 from schemas import HealthStatus, RootInfo
 
+logger = logging.getLogger("todo.health")
 router = APIRouter(tags=["meta"])
 
 HEALTH_TIMEOUT_SECONDS = 5.0
@@ -29,7 +33,10 @@ async def health(request: Request) -> HealthStatus | JSONResponse:
     try:
         async with request.app.state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except database_errors:
+    except (*database_errors, DBAPIError) as exc:
+        if not is_database_unavailable(exc):
+            raise
+        logger.warning("health check: database unavailable: %r", exc)
         body = HealthStatus(status="unavailable", database="unavailable").model_dump()
         return JSONResponse({**body, "detail": "Database unavailable"}, status_code=503)
     return HealthStatus(status="ok", database="ok")

@@ -12,12 +12,12 @@ import asyncio
 from logging.config import fileConfig
 from typing import Any, Literal
 
+from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from alembic import context
 from db import UTCDateTime, create_engine_for, database_target
 from settings import Settings, get_settings
 

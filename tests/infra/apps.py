@@ -6,10 +6,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+
+from settings import load_settings
 from tests.helpers import TEST_SECRET
 from tests.infra.servers import free_port, wait_for_port
 
@@ -17,7 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_SECONDS = 60
 
 
-def alembic(*arguments: str, database_url: str) -> str:
+def alembic_cli(*arguments: str, database_url: str) -> str:
     """Run the Alembic CLI against `database_url`, as the README tells operators to."""
     result = subprocess.run(
         [sys.executable, "-m", "alembic", *arguments],
@@ -30,6 +35,19 @@ def alembic(*arguments: str, database_url: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"alembic {' '.join(arguments)} failed:\n{output}"
     return output
+
+
+def alembic(command_name: str, revision: str, *, database_url: str) -> None:
+    """`alembic <upgrade|downgrade> <revision>` in this process (the CLI costs seconds per call).
+
+    It runs in a thread of its own because the environment script starts its own event loop.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    config.attributes["settings"] = load_settings(database_url=database_url)
+    run = getattr(command, command_name)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        executor.submit(run, config, revision).result(timeout=120)
 
 
 @dataclass

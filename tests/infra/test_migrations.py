@@ -28,7 +28,7 @@ from db import create_engine_for
 from main import create_app
 from settings import load_settings
 from tests.helpers import TEST_SECRET
-from tests.infra.apps import PROJECT_ROOT, alembic
+from tests.infra.apps import PROJECT_ROOT, alembic, alembic_cli
 from tests.infra.servers import PostgresServer
 
 pytestmark = pytest.mark.infra
@@ -77,6 +77,15 @@ def table_names(database_url: str) -> set[str]:
 def test_the_revisions_form_one_line() -> None:
     scripts = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini")))
     assert len(scripts.get_heads()) == 1, "merge the Alembic branches into one head"
+
+
+def test_the_cli_upgrades_the_database_in_database_url(empty_database: str) -> None:
+    """`uv run alembic upgrade head`, exactly as the README says, then nothing left to do."""
+    output = alembic_cli("upgrade", "head", database_url=empty_database)
+    assert "Running upgrade  -> 0001" in output
+
+    assert differences(empty_database) == []
+    assert "No new upgrade operations detected" in alembic_cli("check", database_url=empty_database)
 
 
 def test_upgrade_head_builds_exactly_the_models(empty_database: str) -> None:

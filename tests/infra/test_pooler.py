@@ -40,21 +40,19 @@ async def _select(connection: AsyncConnection, number: int) -> None:
 
 async def _two_clients_swap_servers(first: AsyncEngine, second: AsyncEngine) -> None:
     """Two clients (think: two app processes) on a pool of two server connections."""
-    a = await first.connect()
-    b = await second.connect()
     try:
-        await _select(a, 1)
-        await a.commit()  # a's transaction ran on server connection 1, which is free again
-        await _select(b, 2)  # b's transaction takes server connection 1 and keeps it...
-        await _select(a, 3)  # ...so a's next one runs on server connection 2
-        await a.commit()
-        await b.commit()
-        for number in range(10):
-            await _select(a if number % 2 else b, number)
-            await (a if number % 2 else b).commit()
+        async with first.connect() as a, second.connect() as b:
+            await _select(a, 1)
+            await a.commit()  # a's transaction ran on server connection 1, which is free again
+            await _select(b, 2)  # b's transaction takes server connection 1 and keeps it...
+            await _select(a, 3)  # ...so a's next one runs on server connection 2
+            await a.commit()
+            await b.commit()
+            for number in range(10):
+                client = a if number % 2 else b
+                await _select(client, number)
+                await client.commit()
     finally:
-        await a.close()
-        await b.close()
         await first.dispose()
         await second.dispose()
 

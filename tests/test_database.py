@@ -23,11 +23,12 @@ class TestConnectArguments:
         assert target.connect_args["ssl"] == "require"
 
     def test_direct_endpoint_keeps_statement_caches(self) -> None:
-        target = database_target(load_settings(database_url=NEON_DIRECT))
+        target = database_target(load_settings(database_url=NEON_DIRECT, db_pooler=False))
         assert not POOLER_KEYS & set(target.connect_args)
 
     def test_pooler_endpoint_turns_them_off(self) -> None:
-        args = database_target(load_settings(database_url=NEON_POOLER)).connect_args
+        settings = load_settings(database_url=NEON_POOLER, db_pooler=False)
+        args = database_target(settings).connect_args
         assert args["statement_cache_size"] == 0
         assert args["prepared_statement_cache_size"] == 0
         name = args["prepared_statement_name_func"]

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import SQLModel
@@ -143,6 +144,7 @@ database_errors: tuple[type[BaseException], ...] = (
     InterfaceError,
     OSError,
     TimeoutError,
+    PoolTimeoutError,  # every pooled connection stayed busy (e.g. all waiting to connect)
 )
 
 # SQLSTATE classes the server answers with when it cannot serve us, rather than because a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db import database_target, is_database_unavailable
 from settings import load_settings
@@ -76,6 +77,7 @@ class TestUnavailable:
     def test_network_errors_and_timeouts(self) -> None:
         assert is_database_unavailable(ConnectionRefusedError())
         assert is_database_unavailable(TimeoutError())
+        assert is_database_unavailable(PoolTimeoutError("QueuePool limit reached"))
 
     def test_constraint_violation_is_not(self) -> None:
         assert not is_database_unavailable(IntegrityError("INSERT", None, _ServerError("23505")))

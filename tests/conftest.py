@@ -65,7 +65,9 @@ def _suite_server() -> Iterator[tuple[str, str] | None]:
     if TEST_POSTGRES not in ("", "tls", "pgbouncer"):
         raise ValueError(f"TEST_POSTGRES={TEST_POSTGRES!r}: use tls or pgbouncer")
     if TEST_POSTGRES:
-        reason = missing_tools(pgbouncer=TEST_POSTGRES == "pgbouncer", openssl=True)
+        reason = missing_tools(
+            pgbouncer=TEST_POSTGRES == "pgbouncer", openssl=TEST_POSTGRES == "tls"
+        )
         if reason:
             raise RuntimeError(f"TEST_POSTGRES={TEST_POSTGRES} needs a private server: {reason}")
     if TEST_POSTGRES == "tls":

@@ -8,6 +8,7 @@ SQLAlchemy hands URL query keys straight to asyncpg, which rejects libpq-only ke
 from __future__ import annotations
 
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ LIBPQ_ONLY_KEYS = (
     "sslnegotiation",
 )
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POOLER_HOST_MARKER = "-pooler"
 
 
 class DatabaseURLError(ValueError):
@@ -52,6 +54,31 @@ class DatabaseTarget:
     @property
     def is_postgres(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
+
+    @property
+    def behind_pooler(self) -> bool:
+        """Neon names its PgBouncer endpoints `ep-<name>-pooler.<region>...`."""
+        return self.is_postgres and POOLER_HOST_MARKER in (self.url.host or "").lower()
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def transaction_pooler_connect_args() -> dict[str, Any]:
+    """asyncpg arguments for PgBouncer in transaction mode (Neon's `-pooler` endpoints).
+
+    Consecutive transactions of one client connection may run on different server
+    connections, so nothing may rely on a statement prepared in an earlier transaction:
+    asyncpg's and SQLAlchemy's statement caches are off, and the statements SQLAlchemy still
+    prepares inside a transaction (to learn the result types) get unique names, so two clients
+    sharing a server connection never collide (SQLAlchemy's documented PgBouncer recipe).
+    """
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
 
 
 def _ssl_argument(mode: str, root_cert: str | None) -> ssl.SSLContext | str | bool:

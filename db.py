@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,12 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from database_url import DatabaseTarget, parse_database_url
+from database_url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
 from settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -115,14 +117,30 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
             raise DisconnectionError("connection failed its ping") from exc
 
 
+def database_target(settings: Settings) -> DatabaseTarget:
+    """The normalised URL and every driver argument: what the app and Alembic connect with."""
+    target = parse_database_url(settings.database_url)
+    if target.is_sqlite:
+        return replace(
+            target,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+    connect_args = {
+        **target.connect_args,
+        "timeout": settings.db_connect_timeout,
+        "command_timeout": settings.db_command_timeout,
+    }
+    if settings.db_pooler or target.behind_pooler:
+        connect_args |= transaction_pooler_connect_args()
+    return replace(target, connect_args=connect_args)
+
+
 def create_engine_for(settings: Settings) -> AsyncEngine:
     """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes."""
-    target: DatabaseTarget = parse_database_url(settings.database_url)
+    target = database_target(settings)
     if target.is_sqlite:
         engine = create_async_engine(
-            target.url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-            hide_parameters=True,
+            target.url, connect_args=target.connect_args, hide_parameters=True
         )
         _configure_sqlite(engine)
         return engine
@@ -143,14 +161,19 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_read_sessionmaker(
+    engine: AsyncEngine, settings: Settings
+) -> async_sessionmaker[AsyncSession]:
     """Sessions for GET/HEAD: on PostgreSQL they run in autocommit, without BEGIN/COMMIT.
 
     A read needs no transaction: under READ COMMITTED each statement takes its own snapshot
     inside a transaction too, so this only saves two round trips. SQLite keeps transactions
-    (its `BEGIN IMMEDIATE` hook serialises writers).
+    (its `BEGIN IMMEDIATE` hook serialises writers), and so does a transaction-mode pooler,
+    which keeps a server connection only for a transaction: asyncpg prepares and executes a
+    statement in two exchanges that must reach the same server.
     """
-    if engine.dialect.name == "sqlite":
+    target = database_target(settings)
+    if target.is_sqlite or settings.db_pooler or target.behind_pooler:
         return create_sessionmaker(engine)
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
@@ -193,11 +216,23 @@ database_errors: tuple[type[BaseException], ...] = (
     InterfaceError,
     OSError,
     TimeoutError,
+    PoolTimeoutError,  # every pooled connection stayed busy (e.g. all waiting to connect)
 )
+
+# SQLSTATE classes the server answers with when it cannot serve us, rather than because a
+# query is wrong: connection exceptions, authentication, insufficient resources (too many
+# connections), operator intervention (shutting down, starting up, statement timeout), and a
+# database that does not exist.
+UNAVAILABLE_SQLSTATES = ("08", "28", "53", "57", "3D000")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    """True for lost or refused connections and timeouts, false for errors in a statement."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    """Whether `exc` means "the database cannot serve this request now" (a 503, not a 500)."""
+    if isinstance(exc, database_errors):
         return True
-    return isinstance(exc, database_errors)
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)

@@ -34,8 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine_for(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
-        await create_tables(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
+        if engine.dialect.name == "sqlite":
+            # The embedded default needs no setup; PostgreSQL is migrated with Alembic.
+            await create_tables(engine)
         await app.state.password_hasher.prepare()
         try:
             yield

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -9,9 +11,8 @@ from sqlalchemy import text
 from db import is_database_unavailable
 from schemas import HealthStatus, RootInfo
 
+logger = logging.getLogger("todo.health")
 router = APIRouter(tags=["meta"])
-
-HEALTH_TIMEOUT_SECONDS = 5.0
 
 
 @router.get("/")
@@ -32,6 +33,7 @@ async def health(request: Request) -> HealthStatus | JSONResponse:
     except Exception as exc:
         if not is_database_unavailable(exc):
             raise
+        logger.warning("health check: database unavailable: %r", exc)
         body = HealthStatus(status="unavailable", database="unavailable").model_dump()
         return JSONResponse({**body, "detail": "Database unavailable"}, status_code=503)
     return HealthStatus(status="ok", database="ok")

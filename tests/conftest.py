@@ -1,5 +1,11 @@
 """Fixtures: a fresh database per test, on SQLite by default or on PostgreSQL when
-`TEST_DATABASE_URL` is set (a throwaway database is created on that server for the run)."""
+`TEST_DATABASE_URL` is set (a throwaway database is created on that server for the run).
+
+`TEST_ADMIN_DATABASE_URL` (default: `TEST_DATABASE_URL`) is where CREATE/DROP DATABASE run,
+for URLs that cannot run them (a transaction pooler). `TEST_POSTGRES=tls` or
+`TEST_POSTGRES=pgbouncer` runs the suite on a private server started for the run instead: a
+TLS-only one reached through a Neon-style URL, or one behind PgBouncer in transaction mode.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,25 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 
 import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlmodel import SQLModel
 
 from database_url import parse_database_url
+from db import create_engine_for, create_tables
 from main import create_app
 from settings import Settings, load_settings
 from tests.helpers import TEST_SECRET
+from tests.infra.servers import missing_tools, pgbouncer, postgres_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+TEST_ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "").strip()
+TEST_POSTGRES = os.environ.get("TEST_POSTGRES", "").strip().lower()
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:
@@ -31,29 +42,67 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
 
 
 async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    connection = await asyncpg.connect(
+        _asyncpg_dsn(url), **parse_database_url(url).connect_args, timeout=30
+    )
     try:
         await connection.execute(statement)
     finally:
         await connection.close()
 
 
+async def _create_schema(database_url: str) -> None:
+    engine = create_engine_for(load_settings(database_url=database_url))
+    try:
+        await create_tables(engine)
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def _suite_server() -> Iterator[tuple[str, str] | None]:
+    """The PostgreSQL the suite runs on, as (URL for the app, URL for admin commands)."""
+    if TEST_POSTGRES not in ("", "tls", "pgbouncer"):
+        raise ValueError(f"TEST_POSTGRES={TEST_POSTGRES!r}: use tls or pgbouncer")
+    if TEST_POSTGRES:
+        reason = missing_tools(
+            pgbouncer=TEST_POSTGRES == "pgbouncer", openssl=TEST_POSTGRES == "tls"
+        )
+        if reason:
+            raise RuntimeError(f"TEST_POSTGRES={TEST_POSTGRES} needs a private server: {reason}")
+    if TEST_POSTGRES == "tls":
+        with postgres_server(tls=True) as server:
+            yield server.neon_url(), server.neon_url()
+    elif TEST_POSTGRES == "pgbouncer":
+        with postgres_server() as server, pgbouncer(server) as bouncer:
+            yield bouncer.url(), server.url()
+    elif TEST_DATABASE_URL:
+        yield TEST_DATABASE_URL, TEST_ADMIN_DATABASE_URL or TEST_DATABASE_URL
+    else:
+        yield None
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
-    """A database of its own on the server in TEST_DATABASE_URL, dropped after the run."""
-    if not TEST_DATABASE_URL:
-        yield None
-        return
-    name = f"todo_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            parse_database_url(TEST_DATABASE_URL)
-            .url.set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        asyncio.run(_admin(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """A database of its own on the suite's PostgreSQL server, dropped after the run.
+
+    The URL keeps the query of the configured one (`sslmode`, ...), so the application parses
+    it exactly as it would in production. Tables come from the models (`create_all`); the
+    migration drift test proves the Alembic revisions build the same schema.
+    """
+    with _suite_server() as server:
+        if server is None:
+            yield None
+            return
+        url, admin_url = server
+        name = f"todo_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        try:
+            database_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+            asyncio.run(_create_schema(database_url))
+            yield database_url
+        finally:
+            asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -1,0 +1,41 @@
+"""Fixtures for the tests that start their own servers (marked `infra`; `uv run pytest -m infra`).
+
+They skip when PostgreSQL's server binaries (or pgbouncer, openssl) are missing, except under
+CI (`CI` set), where a missing tool is a failure rather than a silently skipped proof.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.infra.servers import PostgresServer, missing_tools, postgres_server
+
+
+def require_tools(*, pgbouncer: bool = False, openssl: bool = False) -> None:
+    reason = missing_tools(pgbouncer=pgbouncer, openssl=openssl)
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs this test to run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for this module's tests."""
+    require_tools()
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def empty_database(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the module's private server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.psql(f'CREATE DATABASE "{name}"')
+    yield postgres.url(name)
+    postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

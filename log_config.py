@@ -7,6 +7,9 @@ import logging
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # These log every statement with its parameters (password hashes, revoked token ids) at DEBUG.
 PARAMETER_LOGGERS = ("aiosqlite",)
+# uvicorn's own access line repeats ours (`todo.access`) with the raw path and query string,
+# which may carry ids; one structured line per request is enough.
+SUPERSEDED_LOGGERS = ("uvicorn.access",)
 
 
 def configure_logging(level: str) -> None:
@@ -15,3 +18,5 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         if logger.level < logging.INFO:  # NOTSET (inherit) included: never DEBUG
             logger.setLevel(logging.INFO)
+    for name in SUPERSEDED_LOGGERS:
+        logging.getLogger(name).disabled = True

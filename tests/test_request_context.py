@@ -112,6 +112,10 @@ class TestAccessLog:
         assert (second.route, second.status) == ("-", 404)
         assert "abc" not in second.getMessage()
 
+    def test_uvicorns_own_access_line_is_off(self, app: FastAPI) -> None:
+        """It would be a second line per request, with the raw path and query string."""
+        assert logging.getLogger("uvicorn.access").disabled
+
 
 class TestUnhandledErrors:
     async def test_500_with_request_id_and_traceback_only_in_the_log(

@@ -179,7 +179,9 @@ class PostgresServer:
             "trust",
             "-E",
             "UTF8",
-            "--locale=C",
+            # A UTF-8 character type, as on Neon and Debian's clusters: lower() folds non-ASCII
+            # letters, which case-insensitive search relies on.
+            "--locale=C.UTF-8",
             "--no-sync",
             "--no-instructions",
             cwd=self.root,

@@ -49,23 +49,18 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
-async def get_token_verifier(request: Request) -> TokenVerifier:
-    return request.app.state.token_verifier
-
-
 TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
-TokenVerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
 async def get_token_claims(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    verifier: TokenVerifierDep,
 ) -> TokenClaims:
     """Verify the bearer token's signature and claims (no database access)."""
     if credentials is None:
         raise unauthorized("Not authenticated")
+    verifier: TokenVerifier = request.app.state.token_verifier
     try:
         claims = await verifier.verify(credentials.credentials)
     except InvalidTokenError as exc:

@@ -14,8 +14,12 @@ from database_url import parse_database_url
 
 @pytest.fixture
 def postgres_only(settings) -> None:
+    """A direct PostgreSQL connection: behind a transaction pooler a client connection has no
+    backend of its own to kill."""
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("needs PostgreSQL (set TEST_DATABASE_URL)")
+    if settings.db_pooler or parse_database_url(settings.database_url).behind_pooler:
+        pytest.skip("needs a direct connection, not one through a transaction pooler")
 
 
 async def _pooled_backend_pid(app: FastAPI) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, not_, or_, select
 from starlette.datastructures import URL
 
 from models import MAX_TAGS, TASK_COLUMNS, Priority, tasks
@@ -62,6 +63,89 @@ def _unique(tags: list[str] | None) -> list[str]:
     return list(dict.fromkeys(tags or []))
 
 
+LIKE_ESCAPE = "/"
+
+
+def _escape_like(text: str) -> str:
+    """`%` and `_` match themselves (what SQLAlchemy's `autoescape` does, for a bound value)."""
+    return (
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+
+
+@dataclass(frozen=True)
+class ListShape:
+    """Which clauses a list statement has. Values are bound parameters, so every request of
+    one shape shares one statement object, whose compiled form SQLAlchemy then finds by a key
+    it has already computed: no statement building per request."""
+
+    status: TaskStatusFilter
+    priority: bool
+    tag_count: int
+    search: bool
+    due_before: bool
+    due_after: bool
+    overdue: bool | None
+    sort: TaskSort
+    order: SortOrder
+
+
+def _conditions(shape: ListShape) -> list[ColumnElement[bool]]:
+    """The WHERE clause, always scoped by owner."""
+    owner_id = bindparam("owner_id")
+    where: list[ColumnElement[bool]] = [tasks.c.user_id == owner_id]
+    if shape.status is not TaskStatusFilter.all:
+        where.append(tasks.c.completed == (shape.status is TaskStatusFilter.completed))
+    if shape.priority:
+        where.append(tasks.c.priority == bindparam("priority", type_=tasks.c.priority.type))
+    if shape.tag_count:
+        tags = [bindparam(f"tag_{index}") for index in range(shape.tag_count)]
+        where.append(has_all_tags(owner_id, tags))
+    if shape.search:
+        search = bindparam("search")
+        where.append(
+            or_(
+                tasks.c.title.icontains(search, escape=LIKE_ESCAPE),
+                tasks.c.description.icontains(search, escape=LIKE_ESCAPE),
+            )
+        )
+    if shape.due_before:
+        where.append(tasks.c.due_at < bindparam("due_before", type_=tasks.c.due_at.type))
+    if shape.due_after:
+        where.append(tasks.c.due_at >= bindparam("due_after", type_=tasks.c.due_at.type))
+    if shape.overdue is not None:
+        now = bindparam("now", type_=tasks.c.due_at.type)
+        if shape.overdue:
+            where.append(and_(not_(tasks.c.completed), tasks.c.due_at < now))
+        else:
+            where.append(or_(tasks.c.completed, tasks.c.due_at.is_(None), tasks.c.due_at >= now))
+    return where
+
+
+@lru_cache(maxsize=256)
+def _page_statement(shape: ListShape) -> Select[Any]:
+    column = SORT_COLUMNS[shape.sort]
+    descending = shape.order is SortOrder.desc
+    key = column.desc() if descending else column.asc()
+    if shape.sort is TaskSort.due_at:
+        key = key.nulls_last()
+    tiebreak = tasks.c.id.desc() if descending else tasks.c.id.asc()
+    return (
+        select(*TASK_COLUMNS)
+        .where(*_conditions(shape))
+        .order_by(key, tiebreak)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+@lru_cache(maxsize=256)
+def _count_statement(shape: ListShape) -> Select[tuple[int]]:
+    return select(func.count()).select_from(tasks).where(*_conditions(shape))
+
+
 @dataclass(frozen=True)
 class TaskListParams:
     """The validated list parameters, aliases resolved."""
@@ -78,52 +162,43 @@ class TaskListParams:
     limit: int
     offset: int
 
-    def conditions(self, owner_id: str, now: datetime) -> list[ColumnElement[bool]]:
-        """The WHERE clause, always scoped by owner."""
-        where: list[ColumnElement[bool]] = [tasks.c.user_id == owner_id]
-        if self.status is not TaskStatusFilter.all:
-            where.append(tasks.c.completed == (self.status is TaskStatusFilter.completed))
-        if self.priority is not None:
-            where.append(tasks.c.priority == self.priority)
-        if self.tags:
-            where.append(has_all_tags(owner_id, self.tags))
-        if self.search is not None:
-            where.append(
-                or_(
-                    tasks.c.title.icontains(self.search, autoescape=True),
-                    tasks.c.description.icontains(self.search, autoescape=True),
-                )
-            )
-        if self.due_before is not None:
-            where.append(tasks.c.due_at < self.due_before)
-        if self.due_after is not None:
-            where.append(tasks.c.due_at >= self.due_after)
-        if self.overdue is not None:
-            if self.overdue:
-                where.append(and_(not_(tasks.c.completed), tasks.c.due_at < now))
-            else:
-                where.append(
-                    or_(tasks.c.completed, tasks.c.due_at.is_(None), tasks.c.due_at >= now)
-                )
-        return where
-
-    def page(self, owner_id: str, now: datetime) -> Select[Any]:
-        column = SORT_COLUMNS[self.sort]
-        descending = self.order is SortOrder.desc
-        key = column.desc() if descending else column.asc()
-        if self.sort is TaskSort.due_at:
-            key = key.nulls_last()
-        tiebreak = tasks.c.id.desc() if descending else tasks.c.id.asc()
-        return (
-            select(*TASK_COLUMNS)
-            .where(*self.conditions(owner_id, now))
-            .order_by(key, tiebreak)
-            .limit(self.limit)
-            .offset(self.offset)
+    @property
+    def shape(self) -> ListShape:
+        return ListShape(
+            status=self.status,
+            priority=self.priority is not None,
+            tag_count=len(self.tags),
+            search=self.search is not None,
+            due_before=self.due_before is not None,
+            due_after=self.due_after is not None,
+            overdue=self.overdue,
+            sort=self.sort,
+            order=self.order,
         )
 
-    def count(self, owner_id: str, now: datetime) -> Select[tuple[int]]:
-        return select(func.count()).select_from(tasks).where(*self.conditions(owner_id, now))
+    def page(self) -> Select[Any]:
+        """The page statement (shared by every request of the same shape); bind `values()`."""
+        return _page_statement(self.shape)
+
+    def count(self) -> Select[tuple[int]]:
+        """The `count(*)` with the page's filters; bind `values()`."""
+        return _count_statement(self.shape)
+
+    def values(self, owner_id: str, now: datetime) -> dict[str, Any]:
+        """The bound parameters of `page()` and `count()`."""
+        values: dict[str, Any] = {"owner_id": owner_id, "limit": self.limit, "offset": self.offset}
+        if self.priority is not None:
+            values["priority"] = self.priority
+        values.update({f"tag_{index}": tag for index, tag in enumerate(self.tags)})
+        if self.search is not None:
+            values["search"] = _escape_like(self.search)
+        if self.due_before is not None:
+            values["due_before"] = self.due_before
+        if self.due_after is not None:
+            values["due_after"] = self.due_after
+        if self.overdue is not None:
+            values["now"] = now
+        return values
 
     def total_from_page(self, page_size: int) -> int | None:
         """The total implied by the page itself, when it is not full; None when a `count(*)`

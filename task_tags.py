@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, exists, insert
+from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert
 from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,7 +26,9 @@ async def replace_tags(session: AsyncSession, task: TaskRecord, tags: Sequence[s
     await add_tags(session, task, tags)
 
 
-def has_all_tags(user_id: str, tags: Sequence[str]) -> ColumnElement[bool]:
+def has_all_tags(
+    user_id: str | BindParameter[str], tags: Sequence[str | BindParameter[str]]
+) -> ColumnElement[bool]:
     """One `EXISTS` per tag, each answered by the primary key `(task_id, tag)`.
 
     The planner may walk the list's sort index and probe each candidate, or start from the

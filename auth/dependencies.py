@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.jwks import KeySetUnavailable
@@ -78,15 +78,20 @@ async def get_token_claims(
 VerifiedClaims = Annotated[TokenClaims, Depends(get_token_claims)]
 
 
+# Built once: a statement object memoises its compiled-cache key, so each request only binds.
+REVOCATION_CHECK = select(
+    exists().where(revoked_tokens.c.jti == bindparam("revocation_key")),
+    select(subject_revocations.c.not_before)
+    .where(subject_revocations.c.sub == bindparam("sub"))
+    .scalar_subquery(),
+)
+
+
 async def ensure_not_revoked(session: AsyncSession, claims: TokenClaims) -> None:
     """One round trip: is this token revoked, and since when are the subject's tokens revoked?"""
-    token_revoked = exists().where(revoked_tokens.c.jti == claims.revocation_key)
-    subject_not_before = (
-        select(subject_revocations.c.not_before)
-        .where(subject_revocations.c.sub == claims.sub)
-        .scalar_subquery()
+    result = await session.exec(
+        REVOCATION_CHECK, params={"revocation_key": claims.revocation_key, "sub": claims.sub}
     )
-    result = await session.exec(select(token_revoked, subject_not_before))
     revoked, not_before = result.one()
     if revoked or (
         not_before is not None

@@ -7,12 +7,11 @@ user's task is indistinguishable from a missing one (404). Changes are single st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
-from sqlalchemy import Row, and_, case, func, insert, not_, update
+from sqlalchemy import and_, case, func, insert, not_, update
 from sqlmodel import delete, select
 
 from auth.dependencies import TaskOwnerId
@@ -73,13 +72,16 @@ async def list_tasks(
     params: ListParams,
     request: Request,
     response: Response,
-) -> Sequence[Row[Any]]:
+) -> list[dict[str, Any]]:
     """The user's tasks, filtered, sorted (newest first by default) and paged."""
-    now = utcnow()
-    page = (await session.exec(params.page(owner_id, now))).all()
+    values = params.values(owner_id, utcnow())
+    result = await session.exec(params.page(), params=values)
+    # Plain dicts: pydantic validates them in Rust, where attribute access on rows is Python.
+    columns = tuple(result.keys())
+    page = [dict(zip(columns, row, strict=True)) for row in result]
     total = params.total_from_page(len(page))
     if total is None:
-        total = (await session.exec(params.count(owner_id, now))).one()[0]
+        total = (await session.exec(params.count(), params=values)).one()[0]
     response.headers["X-Total-Count"] = str(total)
     links = link_header(request.url, params, total)
     if links:

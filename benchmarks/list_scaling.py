@@ -29,6 +29,7 @@ from sqlalchemy import event, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from db import create_tables
 from main import create_app
 from models import Priority, Task, TaskTag
 from settings import load_settings
@@ -89,6 +90,8 @@ async def measure(database_url: str, rounds: int, verbose: bool) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         engine = app.state.engine
+        # A throwaway database: build the schema here (on PostgreSQL startup leaves it to Alembic).
+        await create_tables(engine)
         users = {name: f"bench-{name}-{uuid.uuid4().hex[:6]}" for name in SIZES}
         for name, count in SIZES.items():
             await seed(engine, users[name], count)

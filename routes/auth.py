@@ -161,6 +161,25 @@ async def _local_account(session: AsyncSession, sub: str) -> User:
     return user
 
 
+async def _confirm_password(
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    guard: CredentialGuardDep,
+    user: User,
+    password: str,
+) -> None:
+    """The account's current password, as confirmation: 403 when wrong, counted like a
+    failed login (and refused with 429 once the limits are reached)."""
+    await guard.check_password(
+        session,
+        hasher,
+        user.email,
+        password,
+        user.password_hash,
+        HTTPException(status.HTTP_403_FORBIDDEN, detail=WRONG_PASSWORD),
+    )
+
+
 @router.put(
     "/password",
     responses={
@@ -181,14 +200,7 @@ async def change_password(
     """Change the password. Every token issued before now stops working (on every device);
     the response carries a new token. Wrong current passwords count like failed logins."""
     user = await _local_account(session, claims.sub)
-    await guard.check_password(
-        session,
-        hasher,
-        user.email,
-        body.current_password,
-        user.password_hash,
-        HTTPException(status.HTTP_403_FORBIDDEN, detail=WRONG_PASSWORD),
-    )
+    await _confirm_password(session, hasher, guard, user, body.current_password)
     password_hash = await hasher.hash(body.new_password)
     await session.exec(update(User).where(User.id == user.id).values(password_hash=password_hash))
     await revoke_subject(session, user.id)
@@ -215,14 +227,7 @@ async def delete_account(
 ) -> None:
     """Delete the account and all its tasks, confirmed by its password; its tokens are revoked."""
     user = await _local_account(session, claims.sub)
-    await guard.check_password(
-        session,
-        hasher,
-        user.email,
-        body.password,
-        user.password_hash,
-        HTTPException(status.HTTP_403_FORBIDDEN, detail=WRONG_PASSWORD),
-    )
+    await _confirm_password(session, hasher, guard, user, body.password)
     await session.exec(delete(Task).where(Task.user_id == user.id))
     await session.exec(delete(User).where(User.id == user.id))
     await revoke_subject(session, user.id)

@@ -26,7 +26,7 @@ from database_url import parse_database_url
 from db import create_engine_for, create_tables
 from main import create_app
 from settings import Settings, load_settings
-from tests.helpers import TEST_SECRET
+from tests.helpers import TEST_SECRET, Account, sign_up
 from tests.infra.servers import missing_tools, pgbouncer, postgres_server
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
@@ -156,3 +156,15 @@ def client_from(app: FastAPI) -> Callable[[str], AsyncClient]:
         )
 
     return make
+
+
+@pytest.fixture
+async def alice(client: AsyncClient) -> Account:
+    """A signed-up user (the tenant under test)."""
+    return await sign_up(client, email="alice@example.com")
+
+
+@pytest.fixture
+async def bob(client: AsyncClient) -> Account:
+    """Another tenant, for isolation checks."""
+    return await sign_up(client, email="bob@example.com")

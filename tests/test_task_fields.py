@@ -13,19 +13,9 @@ from httpx import AsyncClient
 from db import utcnow
 from models import Recurrence, Task
 from task_completion import spawn_next_occurrence
-from tests.helpers import Account, create_task, sign_up
+from tests.helpers import Account, create_task
 
 NOT_FOUND = {"detail": "Task not found"}
-
-
-@pytest.fixture
-async def alice(client: AsyncClient) -> Account:
-    return await sign_up(client, email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(client: AsyncClient) -> Account:
-    return await sign_up(client, email="bob@example.com")
 
 
 def _parse(value: str) -> datetime:

@@ -8,20 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpx import AsyncClient, Response
 
-from tests.helpers import Account, create_task, sign_up
+from tests.helpers import Account, create_task
 
 PAST = "2000-01-01T00:00:00Z"
 FUTURE = "2090-01-01T00:00:00Z"
-
-
-@pytest.fixture
-async def alice(client: AsyncClient) -> Account:
-    return await sign_up(client, email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(client: AsyncClient) -> Account:
-    return await sign_up(client, email="bob@example.com")
 
 
 async def _get(client: AsyncClient, account: Account, params: Any = None) -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from tests.helpers import Account, create_task, sign_up
+from tests.helpers import Account, create_task
 
 FORBIDDEN = {"detail": "You can only access your own tasks"}
 PAST = "2000-01-01T00:00:00Z"
@@ -19,16 +19,6 @@ EMPTY_STATS = {
     "overdue": 0,
     "by_priority": {"low": 0, "medium": 0, "high": 0},
 }
-
-
-@pytest.fixture
-async def alice(client: AsyncClient) -> Account:
-    return await sign_up(client, email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(client: AsyncClient) -> Account:
-    return await sign_up(client, email="bob@example.com")
 
 
 async def _complete(client: AsyncClient, account: Account, task: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 from httpx import AsyncClient
 
-from tests.helpers import Account, bearer, create_task, frontend_token, sign_up
+from tests.helpers import Account, bearer, create_task, frontend_token
 
 TASK_FIELDS = {
     "id",
@@ -31,16 +31,6 @@ TASK_FIELDS = {
 }
 NOT_FOUND = {"detail": "Task not found"}
 FORBIDDEN = {"detail": "You can only access your own tasks"}
-
-
-@pytest.fixture
-async def alice(client: AsyncClient) -> Account:
-    return await sign_up(client, email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(client: AsyncClient) -> Account:
-    return await sign_up(client, email="bob@example.com")
 
 
 def _aware(value: str) -> datetime:

@@ -6,6 +6,7 @@ commits once when the endpoint succeeds and rolls back when it raises.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -26,6 +27,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from database_url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
 from settings import Settings
+
+logger = logging.getLogger("todo.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A pooled connection idle for longer than this is pinged before it is handed out.
@@ -183,6 +186,36 @@ async def create_tables(engine: AsyncEngine) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(SQLModel.metadata.create_all)
+
+
+class SchemaNotMigratedError(RuntimeError):
+    """PostgreSQL answers but lacks the application's tables: `alembic upgrade head` was not run."""
+
+
+def _missing_tables(connection: Connection) -> list[str]:
+    present = set(inspect(connection).get_table_names())
+    return sorted(set(SQLModel.metadata.tables) - present)
+
+
+async def ensure_schema_migrated(engine: AsyncEngine) -> None:
+    """Refuse to serve a PostgreSQL database that was never migrated (every request would fail
+    with "relation does not exist"). A database that does not answer yet is not refused: the
+    app starts and answers 503 until it does (a cold Neon compute, an outage)."""
+    import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+    try:
+        async with engine.connect() as connection:
+            missing = await connection.run_sync(_missing_tables)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        logger.warning("database unavailable at startup, answering 503 until it is: %r", exc)
+        return
+    if missing:
+        raise SchemaNotMigratedError(
+            f"The database has no table {', '.join(missing)}: run `uv run alembic upgrade head` "
+            "(against the direct, non-pooler URL) before starting the API."
+        )
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -13,7 +13,13 @@ from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
 from auth.verification import TokenVerifier
 from body_limit import BodySizeLimitMiddleware
-from db import create_engine_for, create_read_sessionmaker, create_sessionmaker, create_tables
+from db import (
+    create_engine_for,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    create_tables,
+    ensure_schema_migrated,
+)
 from errors import install_exception_handlers
 from log_config import configure_logging
 from request_context import RequestContextMiddleware
@@ -38,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if engine.dialect.name == "sqlite":
             # The embedded default needs no setup; PostgreSQL is migrated with Alembic.
             await create_tables(engine)
+        else:
+            await ensure_schema_migrated(engine)
         await app.state.password_hasher.prepare()
         try:
             yield

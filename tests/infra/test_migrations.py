@@ -24,7 +24,7 @@ from sqlmodel import SQLModel
 
 import main  # noqa: F401  (the application: every table it uses is on SQLModel.metadata)
 import models  # noqa: F401
-from db import create_engine_for
+from db import SchemaNotMigratedError, create_engine_for
 from main import create_app
 from schema_comparison import comparison_options
 from settings import load_settings
@@ -118,14 +118,28 @@ def test_downgrade_base_removes_everything_and_upgrade_rebuilds(empty_database: 
 
 
 async def test_startup_creates_no_tables_on_postgresql(postgres: PostgresServer) -> None:
-    """On PostgreSQL the schema belongs to Alembic; the app sets up only the embedded SQLite."""
+    """On PostgreSQL the schema belongs to Alembic; the app sets up only the embedded SQLite,
+    and refuses to start on a database that was never migrated, saying what to run."""
     name = f"startup_{uuid.uuid4().hex[:12]}"
     postgres.psql(f'CREATE DATABASE "{name}"')
     settings = load_settings(
         database_url=postgres.url(name), better_auth_secret=TEST_SECRET, bcrypt_rounds=4
     )
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        pass
+    with pytest.raises(SchemaNotMigratedError, match="run `uv run alembic upgrade head`"):
+        async with application.router.lifespan_context(application):
+            pass
 
     assert await asyncio.to_thread(table_names, postgres.url(name)) == set()
+
+
+async def test_startup_accepts_a_migrated_postgresql(postgres: PostgresServer) -> None:
+    name = f"startup_{uuid.uuid4().hex[:12]}"
+    postgres.psql(f'CREATE DATABASE "{name}"')
+    alembic("upgrade", "head", database_url=postgres.url(name))
+    settings = load_settings(
+        database_url=postgres.url(name), better_auth_secret=TEST_SECRET, bcrypt_rounds=4
+    )
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        pass

@@ -35,6 +35,29 @@ LIBPQ_ONLY_KEYS = (
     "sslnegotiation",
 )
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# What may remain in the query once libpq's keys are handled: asyncpg's connect() keywords that
+# a URL can carry, SQLAlchemy's own asyncpg options, and multi-host `host`/`port`. Anything else
+# would make every connection attempt fail, so it is refused when the settings load.
+URL_QUERY_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "passfile",
+        "service",
+        "servicefile",
+        "timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "command_timeout",
+        "ssl",
+        "direct_tls",
+        "krbsrvname",
+        "gsslib",
+        "prepared_statement_cache_size",
+        "async_fallback",
+    }
+)
 POOLER_HOST_MARKER = "-pooler"
 
 
@@ -123,5 +146,12 @@ def parse_database_url(raw: str) -> DatabaseTarget:
                 f"DATABASE_URL sslmode={ssl_mode!r} is not one of {', '.join(SSL_MODES)}"
             )
         connect_args["ssl"] = _ssl_argument(ssl_mode, str(root_cert) if root_cert else None)
+    unknown = sorted(set(query) - URL_QUERY_KEYS)
+    if unknown:
+        hint = " (for PgBouncer set DB_POOLER=true instead)" if "pgbouncer" in unknown else ""
+        raise DatabaseURLError(
+            f"DATABASE_URL has query parameters asyncpg does not understand: "
+            f"{', '.join(unknown)}{hint}"
+        )
     normalised = url.set(drivername="postgresql+asyncpg", query=query)
     return DatabaseTarget(url=normalised, connect_args=connect_args)

@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from database_url import DatabaseURLError, parse_database_url
+
 logger = logging.getLogger("todo.settings")
 
 MIN_SECRET_LENGTH = 32
@@ -99,6 +101,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str) -> str:
+        """Refuse at start what would fail every connection later (scheme, sslmode, keys)."""
+        try:
+            parse_database_url(value)
+        except DatabaseURLError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("jwt_algorithm")
     @classmethod

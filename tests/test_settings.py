@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -72,6 +73,33 @@ class TestDatabaseURL:
     def test_rejects(self, raw: str) -> None:
         with pytest.raises(DatabaseURLError):
             parse_database_url(raw)
+
+    @pytest.mark.parametrize(
+        ("raw", "named"),
+        [
+            ("postgresql://u@h/db?pgbouncer=true", "pgbouncer (for PgBouncer set DB_POOLER=true"),
+            ("postgresql://u@h/db?sslmode=require&connection_limit=5", "connection_limit"),
+        ],
+    )
+    def test_rejects_keys_asyncpg_would_fail_on(self, raw: str, named: str) -> None:
+        """asyncpg.connect() would raise on them at every connection: refuse them up front."""
+        with pytest.raises(DatabaseURLError, match=re.escape(named)):
+            parse_database_url(raw)
+
+    def test_keeps_asyncpg_and_sqlalchemy_keys(self) -> None:
+        target = parse_database_url(
+            "postgresql://u@h/db?timeout=5&statement_cache_size=0&prepared_statement_cache_size=0"
+        )
+        assert set(target.url.query) == {
+            "timeout",
+            "statement_cache_size",
+            "prepared_statement_cache_size",
+        }
+
+    def test_settings_refuse_an_unusable_url_with_one_line(self) -> None:
+        with pytest.raises(ConfigurationError, match=r"DATABASE_URL.*pgbouncer") as caught:
+            load_settings(database_url="postgresql://u@h/db?pgbouncer=true")
+        assert "\n" not in str(caught.value)
 
 
 class TestSecrets:

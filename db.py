@@ -10,22 +10,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event, inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from database_url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
+import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from database.url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
 from settings import Settings
 
 logger = logging.getLogger("todo.db")
@@ -34,34 +33,6 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A pooled connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 2.0
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend.
-
-    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are stored as naive
-    UTC and given their UTC offset back when read.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _unicode_lower(value: str | None) -> str | None:
@@ -182,8 +153,6 @@ def create_read_sessionmaker(
 
 
 async def create_tables(engine: AsyncEngine) -> None:
-    import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
     async with engine.begin() as connection:
         await connection.run_sync(SQLModel.metadata.create_all)
 
@@ -201,8 +170,6 @@ async def ensure_schema_migrated(engine: AsyncEngine) -> None:
     """Refuse to serve a PostgreSQL database that was never migrated (every request would fail
     with "relation does not exist"). A database that does not answer yet is not refused: the
     app starts and answers 503 until it does (a cold Neon compute, an outage)."""
-    import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
     try:
         async with engine.connect() as connection:
             missing = await connection.run_sync(_missing_tables)

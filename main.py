@@ -12,7 +12,6 @@ from auth.jwks import JWKSKeySet
 from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
 from auth.verification import TokenVerifier
-from body_limit import BodySizeLimitMiddleware
 from db import (
     create_engine_for,
     create_read_sessionmaker,
@@ -20,12 +19,13 @@ from db import (
     create_tables,
     ensure_schema_migrated,
 )
-from errors import install_exception_handlers
-from log_config import configure_logging
-from request_context import RequestContextMiddleware
 from routes import auth, meta, tasks
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
+from web.body_limit import BodySizeLimitMiddleware
+from web.errors import install_exception_handlers
+from web.log_config import configure_logging
+from web.request_context import RequestContextMiddleware
 
 VERSION = "1.0.0"
 EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "X-Deleted-Count"]

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from db import UTCDateTime, utcnow
+from database.types import UTCDateTime, utcnow
 
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 1000

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from database_url import DatabaseURLError, parse_database_url
+from database.url import DatabaseURLError, parse_database_url
 
 logger = logging.getLogger("todo.settings")
 

@@ -18,9 +18,10 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from db import UTCDateTime, create_engine_for, database_target
+from database.schema_comparison import comparison_options
+from database.types import UTCDateTime
+from db import create_engine_for, database_target
 from models import PriorityRank
-from schema_comparison import comparison_options
 from settings import Settings, get_settings
 
 config = context.config

@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.passwords import PasswordHasher
 from auth.rate_limit import Limit, ensure_within, hit, hit_or_refuse, limit_key, reset
-from client_address import client_address
 from settings import Settings
+from web.client_address import client_address
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from fastapi import HTTPException, status
 from sqlalchemy import case, delete, literal, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from db import UTCDateTime, dialect_insert, utcnow
+from database.types import UTCDateTime, utcnow
+from db import dialect_insert
 from models import RateLimitCounter
 
 

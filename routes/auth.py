@@ -16,7 +16,8 @@ from auth.dependencies import (
     PasswordHasherDep,
     TokenServiceDep,
 )
-from db import SessionDep, dialect_insert, utcnow
+from database.types import utcnow
+from db import SessionDep, dialect_insert
 from models import RevokedToken, SubjectRevocation, Task, User
 from routes.responses import (
     DATABASE_UNAVAILABLE,

@@ -15,8 +15,10 @@ from sqlalchemy import and_, case, func, insert, not_, update
 from sqlmodel import delete, select
 
 from auth.dependencies import TaskOwnerId
-from db import SessionDep, utcnow
+from database.types import utcnow
+from db import SessionDep
 from models import TASK_COLUMNS, Priority, Task, TaskRecord, tasks
+from routes.paging import link_header, task_list_params
 from routes.responses import (
     DATABASE_UNAVAILABLE,
     FORBIDDEN,
@@ -25,9 +27,9 @@ from routes.responses import (
     UNAUTHORIZED,
 )
 from schemas import TaskCompletion, TaskCreate, TaskRead, TaskStats, TaskUpdate
-from task_completion import completion_values, spawn_next_occurrence
-from task_list import TaskListParams, link_header, task_list_params
-from task_tags import add_tags, replace_tags
+from tasks.completion import completion_values, spawn_next_occurrence
+from tasks.listing import TaskListParams
+from tasks.tags import add_tags, replace_tags
 
 INT32_MAX = 2**31 - 1
 DELETED_COUNT_HEADER = "X-Deleted-Count"

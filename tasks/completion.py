@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, and_, case, not_, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import Recurrence, Task, TaskRecord
-from recurrence import next_due_at
-from task_tags import add_tags
+from tasks.recurrence import next_due_at
+from tasks.tags import add_tags
 
 
 def completion_values(completed: bool | None, now: datetime) -> dict[str, Any]:

@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Query
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, not_, or_, select
-from starlette.datastructures import URL
 
 from models import MAX_TAGS, TASK_COLUMNS, Priority, tasks
 from schemas import Moment, SearchText, Tag, TaskStatusFilter
-from task_tags import has_all_tags
+from tasks.tags import has_all_tags
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -272,33 +270,20 @@ class TaskListQuery(BaseModel):
         default=0, ge=0, le=MAX_OFFSET, description="Number of matching tasks to skip."
     )
 
-
-async def task_list_params(query: Annotated[TaskListQuery, Query()]) -> TaskListParams:
-    """Resolve aliases and defaults into the parameters the statements are built from."""
-    requested = query.sort or query.sort_by or TaskSort.created_at
-    chosen_sort = SORT_ALIASES.get(requested, requested)
-    return TaskListParams(
-        status=query.status or query.status_filter or TaskStatusFilter.all,
-        priority=query.priority,
-        tags=_unique(query.tag),
-        search=query.search if query.search is not None else query.q,
-        due_before=query.due_before,
-        due_after=query.due_after,
-        overdue=query.overdue,
-        sort=chosen_sort,
-        order=query.order or DEFAULT_ORDERS[chosen_sort],
-        limit=query.limit,
-        offset=query.offset,
-    )
-
-
-def link_header(url: URL, params: TaskListParams, total: int) -> str | None:
-    """RFC 8288 `Link` with `next` and `prev` pages, keeping every other query parameter."""
-    links = []
-    if params.offset + params.limit < total:
-        next_url = url.include_query_params(offset=params.offset + params.limit)
-        links.append(f'<{next_url}>; rel="next"')
-    if params.offset > 0:
-        prev_offset = max(0, min(params.offset, total) - params.limit)
-        links.append(f'<{url.include_query_params(offset=prev_offset)}>; rel="prev"')
-    return ", ".join(links) or None
+    def resolve(self) -> TaskListParams:
+        """Resolve aliases and defaults into the parameters the statements are built from."""
+        requested = self.sort or self.sort_by or TaskSort.created_at
+        chosen_sort = SORT_ALIASES.get(requested, requested)
+        return TaskListParams(
+            status=self.status or self.status_filter or TaskStatusFilter.all,
+            priority=self.priority,
+            tags=_unique(self.tag),
+            search=self.search if self.search is not None else self.q,
+            due_before=self.due_before,
+            due_after=self.due_after,
+            overdue=self.overdue,
+            sort=chosen_sort,
+            order=self.order or DEFAULT_ORDERS[chosen_sort],
+            limit=self.limit,
+            offset=self.offset,
+        )

@@ -22,7 +22,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
 from sqlmodel import SQLModel
 
-from database_url import parse_database_url
+from database.url import parse_database_url
 from db import create_engine_for, create_tables
 from main import create_app
 from settings import Settings, load_settings

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 from sqlalchemy import text
 
 import db
-from database_url import parse_database_url
+from database.url import parse_database_url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from db import database_errors, is_database_unavailable
-from request_context import internal_error_body
+from web.request_context import internal_error_body
 
 logger = logging.getLogger("todo.errors")
 

@@ -14,11 +14,11 @@ from sqlmodel import select
 from starlette.requests import Request
 
 from auth.rate_limit import Limit, hit, limit_key
-from client_address import client_address
-from db import utcnow
+from database.types import utcnow
 from models import RateLimitCounter
 from settings import load_settings
 from tests.helpers import PASSWORD, sign_up
+from web.client_address import client_address
 
 WRONG = "not the password"
 ClientFrom = Callable[[str], AsyncClient]

@@ -24,9 +24,9 @@ from sqlmodel import SQLModel
 
 import main  # noqa: F401  (the application: every table it uses is on SQLModel.metadata)
 import models  # noqa: F401
+from database.schema_comparison import comparison_options
 from db import SchemaNotMigratedError, create_engine_for
 from main import create_app
-from schema_comparison import comparison_options
 from settings import load_settings
 from tests.helpers import TEST_SECRET
 from tests.infra.apps import PROJECT_ROOT, alembic, alembic_cli

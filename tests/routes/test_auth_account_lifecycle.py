@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from models import SubjectRevocation, Task, User
 from tests.helpers import PASSWORD, Account, bearer, create_task, frontend_token, sign_up
-from tests.test_auth import TOKEN_FIELDS
+from tests.routes.test_auth import TOKEN_FIELDS
 
 NEW_PASSWORD = "a brand new passphrase"
 

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from db import utcnow
+from database.types import utcnow
 from models import Recurrence, Task
-from task_completion import spawn_next_occurrence
+from tasks.completion import spawn_next_occurrence
 from tests.helpers import Account, create_task
 
 NOT_FOUND = {"detail": "Task not found"}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models import Recurrence
-from recurrence import next_due_at
+from tasks.recurrence import next_due_at
 
 
 def at(year: int, month: int, day: int, hour: int = 9) -> datetime:

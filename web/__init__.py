@@ -1,0 +1,1 @@
+"""The HTTP edge: request context, body limit, error handlers, client address, logging."""

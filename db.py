@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -19,7 +20,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,6 +39,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A pooled connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 2.0
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+AUTOCOMMIT = "AUTOCOMMIT"
 
 
 def _unicode_lower(value: str | None) -> str | None:
@@ -62,7 +69,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("isolation_level") != AUTOCOMMIT:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
@@ -124,6 +132,9 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=settings.db_pool_recycle,
+        # The most recently used connection first: a busy pool keeps using warm connections and
+        # the rest idle out (pinged before reuse), instead of every connection aging in turn.
+        pool_use_lifo=True,
         hide_parameters=True,
     )
     if settings.db_pool_pre_ping:
@@ -150,6 +161,58 @@ def create_read_sessionmaker(
     if target.is_sqlite or settings.db_pooler or target.behind_pooler:
         return create_sessionmaker(engine)
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
+class Database:
+    """The engine, and how self-contained statements run on it.
+
+    A task request is one statement that carries its own guard and bookkeeping (see `tasks/`).
+    On PostgreSQL reached directly it runs in autocommit: the statement is its own transaction,
+    so the request costs one round trip instead of BEGIN, statement and COMMIT. Behind a
+    transaction pooler a transaction is kept around it (asyncpg prepares and executes in two
+    exchanges that must reach the same server connection). SQLite runs what needs several
+    statements in one `BEGIN IMMEDIATE` transaction (round trips cost nothing there), and reads
+    in autocommit, so they never wait for the write lock.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, autocommit_statements: bool) -> None:
+        self.engine = engine
+        self.is_postgresql = engine.dialect.name == "postgresql"
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._statement_engine = (
+            engine.execution_options(isolation_level=AUTOCOMMIT)
+            if autocommit_statements
+            else engine
+        )
+        self._reading_engine = (
+            engine.execution_options(isolation_level=AUTOCOMMIT)
+            if autocommit_statements or self.is_sqlite
+            else engine
+        )
+
+    @classmethod
+    def for_settings(cls, engine: AsyncEngine, settings: Settings) -> Database:
+        target = database_target(settings)
+        pooled = settings.db_pooler or target.behind_pooler
+        return cls(engine, autocommit_statements=target.is_postgres and not pooled)
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one statement that must be atomic on its own."""
+        async with self._statement_engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for statements that only read (no snapshot spans them)."""
+        async with self._reading_engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, for writes that need several statements."""
+        async with self.engine.begin() as connection:
+            yield connection
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -208,6 +271,13 @@ def dialect_insert(session: AsyncSession) -> Any:
 
 # `scope="function"` commits before the response is sent, so a 2xx always means "stored".
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 # Failures that mean "the database did not answer", as opposed to a bug in a query.

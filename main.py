@@ -13,6 +13,7 @@ from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
 from auth.verification import TokenVerifier
 from db import (
+    Database,
     create_engine_for,
     create_read_sessionmaker,
     create_sessionmaker,
@@ -20,6 +21,7 @@ from db import (
     ensure_schema_migrated,
 )
 from routes import auth, meta, tasks
+from routes.errors import install_task_error_handlers
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
 from web.body_limit import BodySizeLimitMiddleware
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine_for(settings)
         app.state.engine = engine
+        app.state.database = Database.for_settings(engine, settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
         if engine.dialect.name == "sqlite":
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: its headers and access line cover CORS preflights, 413s and 500s too.
     app.add_middleware(RequestContextMiddleware)
     install_exception_handlers(app)
+    install_task_error_handlers(app)
 
     app.include_router(meta.router)
     app.include_router(auth.router)

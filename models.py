@@ -7,7 +7,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -82,7 +93,8 @@ class Task(SQLModel, table=True):
     `tags` is the task's tag list as returned to clients (no join on reads); `task_tags` holds
     the same tags one per row for indexed filtering, and both are written together.
     `next_task_id` is the occurrence a recurring task spawned when it was completed; it is set
-    at most once, which is what makes repeated completions idempotent.
+    at most once, which is what makes repeated completions idempotent. `version` is the owner's
+    change counter (`ChangeCounter.seq`) at the task's latest change.
 
     Every list sort has an index `(user_id, <sort column>, id)`, so a page is read in index
     order whatever the user's task count.
@@ -131,6 +143,11 @@ class Task(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    version: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, server_default=text("0")),
+        description="The owner's change counter at this task's latest change (its ETag).",
+    )
 
 
 # PostgreSQL serves `due_at DESC NULLS LAST` (undated tasks last) with a backward scan of an
@@ -195,3 +212,73 @@ class RateLimitCounter(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=RATE_LIMIT_KEY_MAX_LENGTH)
     hits: int = Field(nullable=False)
     window_started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class ChangeKind(StrEnum):
+    created = "created"
+    updated = "updated"
+    deleted = "deleted"
+
+
+CHANGE_KIND_MAX_LENGTH = 7
+
+
+class ChangeCounter(SQLModel, table=True):
+    """One row per task owner (frontend identities included, who have no `users` row).
+
+    Every task write bumps `seq` in its own statement and takes this row's lock until it
+    commits, so one owner's writes commit in `seq` order and a reader of the change log never
+    sees a later change without the earlier ones. `purged_through`: log entries up to this
+    `seq` were purged (older cursors get 410). `closed`: the account was deleted; no write may
+    follow.
+    """
+
+    __tablename__ = "change_counters"
+
+    user_id: str = Field(primary_key=True, max_length=USER_ID_MAX_LENGTH)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    purged_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    closed: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+
+
+class TaskChange(SQLModel, table=True):
+    """The change log: the state of a task after each change (or before its deletion).
+
+    Entries of one write share its `seq` and are ordered by `task_id`; `(seq, task_id)` is the
+    position the changes feed and the live events resume from.
+    """
+
+    __tablename__ = "task_changes"
+    __table_args__ = (
+        Index("ix_task_changes_user_id_task_id_seq", "user_id", "task_id", "seq"),
+        Index("ix_task_changes_changed_at", "changed_at"),
+    )
+
+    user_id: str = Field(primary_key=True, max_length=USER_ID_MAX_LENGTH)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    task_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    kind: ChangeKind = Field(sa_type=String(CHANGE_KIND_MAX_LENGTH), nullable=False)
+    changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    title: str = Field(max_length=TITLE_MAX_LENGTH)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+    completed: bool
+    priority: Priority = Field(sa_type=PriorityRank, nullable=False)
+    tags: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recurrence: Recurrence = Field(sa_type=String(RECURRENCE_MAX_LENGTH), nullable=False)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_task_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+change_counters = ChangeCounter.__table__
+task_changes = TaskChange.__table__
+# The task's own fields, as the log stores them (every column of `tasks` but `id` and `version`).
+SNAPSHOT_COLUMNS = tuple(
+    column.name for column in tasks.columns if column.name not in ("id", "user_id", "version")
+)

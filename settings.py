@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     database_url: str = "sqlite+aiosqlite:///./todo.db"
-    db_pool_size: int = Field(default=5, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_pre_ping: bool = True
     db_pool_recycle: int = Field(default=300, ge=-1)

@@ -1,9 +1,10 @@
 """FastAPI dependencies for authentication, as `Annotated` aliases.
 
 The order matters: the token is verified and its subject compared with the URL's `{user_id}`
-(403 on mismatch) before the session touches the database for the revocation check, which is a
-single query answering both "was this token logged out?" and "were all of this subject's tokens
-up to some instant revoked (password change, account deletion)?".
+(403 on mismatch) before anything touches the database. Task routes then get an `OwnerScope`,
+whose revocation guard rides inside their one task statement; the account routes check
+revocation with one query of their own, answering both "was this token logged out?" and "were
+all of this subject's tokens up to some instant revoked (password change, account deletion)?".
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, exists, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.jwks import KeySetUnavailable
 from auth.passwords import PasswordHasher
+from auth.scope import NOT_REVOKED, OwnerScope, TokenRevoked
 from auth.tokens import InvalidTokenError, TokenClaims, TokenService
 from auth.verification import TokenVerifier
 from db import SessionDep
-from models import USER_ID_MAX_LENGTH, RevokedToken, SubjectRevocation
+from models import USER_ID_MAX_LENGTH
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -29,8 +30,6 @@ bearer_scheme = HTTPBearer(
 )
 
 KEYS_UNAVAILABLE_RETRY_SECONDS = 30
-revoked_tokens = RevokedToken.__table__
-subject_revocations = SubjectRevocation.__table__
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -78,26 +77,11 @@ async def get_token_claims(
 VerifiedClaims = Annotated[TokenClaims, Depends(get_token_claims)]
 
 
-# Built once: a statement object memoises its compiled-cache key, so each request only binds.
-REVOCATION_CHECK = select(
-    exists().where(revoked_tokens.c.jti == bindparam("revocation_key")),
-    select(subject_revocations.c.not_before)
-    .where(subject_revocations.c.sub == bindparam("sub"))
-    .scalar_subquery(),
-)
-
-
 async def ensure_not_revoked(session: AsyncSession, claims: TokenClaims) -> None:
-    """One round trip: is this token revoked, and since when are the subject's tokens revoked?"""
-    result = await session.exec(
-        REVOCATION_CHECK, params={"revocation_key": claims.revocation_key, "sub": claims.sub}
-    )
-    revoked, not_before = result.one()
-    if revoked or (
-        not_before is not None
-        and (claims.issued_at is None or claims.issued_at < not_before.timestamp())
-    ):
-        raise unauthorized("Token has been revoked")
+    """One round trip: is this token logged out, or older than a revocation of its subject?"""
+    allowed = (await session.exec(NOT_REVOKED, params=OwnerScope.of(claims).params())).one()[0]
+    if not allowed:
+        raise TokenRevoked
 
 
 async def get_current_claims(claims: VerifiedClaims, session: SessionDep) -> TokenClaims:
@@ -105,7 +89,7 @@ async def get_current_claims(claims: VerifiedClaims, session: SessionDep) -> Tok
     return claims
 
 
-async def get_task_owner_id(
+async def get_owner_scope(
     user_id: Annotated[
         str,
         Path(
@@ -115,16 +99,16 @@ async def get_task_owner_id(
         ),
     ],
     claims: VerifiedClaims,
-    session: SessionDep,
-) -> str:
+) -> OwnerScope:
+    """The task routes' scope: the token's subject must be the path's `{user_id}` (403), and the
+    revocation check travels inside the task statement itself (no query here)."""
     if claims.sub != user_id:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="You can only access your own tasks",
         )
-    await ensure_not_revoked(session, claims)
-    return user_id
+    return OwnerScope.of(claims)
 
 
 CurrentClaims = Annotated[TokenClaims, Depends(get_current_claims)]
-TaskOwnerId = Annotated[str, Depends(get_task_owner_id)]
+TaskScope = Annotated[OwnerScope, Depends(get_owner_scope)]

@@ -18,7 +18,7 @@ from auth.dependencies import (
 )
 from database.types import utcnow
 from db import SessionDep, dialect_insert
-from models import RevokedToken, SubjectRevocation, Task, User
+from models import RevokedToken, SubjectRevocation, User
 from routes.responses import (
     DATABASE_UNAVAILABLE,
     TOO_LARGE,
@@ -35,6 +35,7 @@ from schemas import (
     TokenResponse,
     UserRead,
 )
+from tasks.commands import erase_owner
 
 router = APIRouter(
     prefix="/api/auth", tags=["auth"], responses={**DATABASE_UNAVAILABLE, **TOO_LARGE}
@@ -229,6 +230,7 @@ async def delete_account(
     """Delete the account and all its tasks, confirmed by its password; its tokens are revoked."""
     user = await _local_account(session, claims.sub)
     await _confirm_password(session, hasher, guard, user, body.password)
-    await session.exec(delete(Task).where(Task.user_id == user.id))
+    connection = await session.connection()
+    await erase_owner(connection, connection.dialect.name == "postgresql", user.id)
     await session.exec(delete(User).where(User.id == user.id))
     await revoke_subject(session, user.id)

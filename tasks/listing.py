@@ -1,8 +1,10 @@
 """Filtering, sorting and paging of `GET /api/{user_id}/tasks`.
 
 The page is one statement that walks an index `(user_id, <sort column>, id)` (see `Task`) and
-stops after `offset + limit` matching rows; `X-Total-Count` is one `count(*)` with the same
-filters. Neither grows with anything but the page and the matching rows' index entries.
+stops after `offset + limit` matching rows; each row also carries the `count(*)` with the same
+filters (`X-Total-Count`, an index-only scan) and the owner's change counter (the ETag), and the
+revocation guard rides in its WHERE. Nothing grows with anything but the page and the matching
+rows' index entries.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, not_, or_, select
 
-from models import MAX_TAGS, TASK_COLUMNS, Priority, tasks
+from auth.scope import not_revoked
+from models import MAX_TAGS, TASK_COLUMNS, Priority, change_counters, tasks
 from schemas import Moment, SearchText, Tag, TaskStatusFilter
 from tasks.tags import has_all_tags
 
@@ -122,17 +125,26 @@ def _conditions(shape: ListShape) -> list[ColumnElement[bool]]:
     return where
 
 
+def _owner_state() -> Any:
+    """The owner's change counter: any change of their tasks changes it (the list's ETag)."""
+    seq = select(change_counters.c.seq).where(change_counters.c.user_id == bindparam("owner_id"))
+    return func.coalesce(seq.scalar_subquery(), 0)
+
+
 @lru_cache(maxsize=256)
 def _page_statement(shape: ListShape) -> Select[Any]:
+    """The page, each row carrying the total and the owner's state, and nothing at all when
+    the token is revoked (then `_explanation_statement` tells why the page is empty)."""
     column = SORT_COLUMNS[shape.sort]
     descending = shape.order is SortOrder.desc
     key = column.desc() if descending else column.asc()
     if shape.sort is TaskSort.due_at:
         key = key.nulls_last()
     tiebreak = tasks.c.id.desc() if descending else tasks.c.id.asc()
+    total = select(func.count()).select_from(tasks).where(*_conditions(shape)).scalar_subquery()
     return (
-        select(*TASK_COLUMNS)
-        .where(*_conditions(shape))
+        select(*TASK_COLUMNS, total.label("total"), _owner_state().label("state"))
+        .where(*_conditions(shape), not_revoked())
         .order_by(key, tiebreak)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
@@ -140,8 +152,12 @@ def _page_statement(shape: ListShape) -> Select[Any]:
 
 
 @lru_cache(maxsize=256)
-def _count_statement(shape: ListShape) -> Select[tuple[int]]:
-    return select(func.count()).select_from(tasks).where(*_conditions(shape))
+def _explanation_statement(shape: ListShape) -> Select[Any]:
+    """For an empty page: whether the token holds, the total and the owner's state."""
+    total = select(func.count()).select_from(tasks).where(*_conditions(shape)).scalar_subquery()
+    return select(
+        not_revoked().label("allowed"), total.label("total"), _owner_state().label("state")
+    )
 
 
 @dataclass(frozen=True)
@@ -178,13 +194,13 @@ class TaskListParams:
         """The page statement (shared by every request of the same shape); bind `values()`."""
         return _page_statement(self.shape)
 
-    def count(self) -> Select[tuple[int]]:
-        """The `count(*)` with the page's filters; bind `values()`."""
-        return _count_statement(self.shape)
+    def explanation(self) -> Select[Any]:
+        """What an empty page needs to know (revoked? total? state?); bind `values()`."""
+        return _explanation_statement(self.shape)
 
-    def values(self, owner_id: str, now: datetime) -> dict[str, Any]:
-        """The bound parameters of `page()` and `count()`."""
-        values: dict[str, Any] = {"owner_id": owner_id, "limit": self.limit, "offset": self.offset}
+    def values(self, now: datetime) -> dict[str, Any]:
+        """The bound parameters of `page()` and `explanation()`, beside the scope's."""
+        values: dict[str, Any] = {"limit": self.limit, "offset": self.offset}
         if self.priority is not None:
             values["priority"] = self.priority
         values.update({f"tag_{index}": tag for index, tag in enumerate(self.tags)})
@@ -197,13 +213,6 @@ class TaskListParams:
         if self.overdue is not None:
             values["now"] = now
         return values
-
-    def total_from_page(self, page_size: int) -> int | None:
-        """The total implied by the page itself, when it is not full; None when a `count(*)`
-        is needed (a full page, or an empty one past the first)."""
-        if page_size >= self.limit or (page_size == 0 and self.offset > 0):
-            return None
-        return self.offset + page_size
 
 
 class TaskListQuery(BaseModel):

@@ -85,7 +85,7 @@ class TestOtherSettings:
         settings = load_settings(_env_file=None)
         assert settings.jwt_algorithm == "HS256"
         assert settings.jwt_expiration_delta == 604800
-        assert (settings.db_pool_size, settings.db_max_overflow) == (5, 10)
+        assert (settings.db_pool_size, settings.db_max_overflow) == (20, 10)
         assert settings.db_pool_pre_ping is True
         assert settings.db_pool_recycle == 300
 

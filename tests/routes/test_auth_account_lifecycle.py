@@ -1,15 +1,14 @@
 """Account lifecycle: `PUT /api/auth/password` and `DELETE /api/auth/me` revoke every earlier
-token of the account, with one revocation query per request."""
+token of the account (the task routes' single statement refuses them: test_tasks_round_trips)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import event
 from sqlmodel import select
 
 from models import SubjectRevocation, Task, User
-from tests.helpers import PASSWORD, Account, bearer, create_task, frontend_token, sign_up
+from tests.helpers import PASSWORD, bearer, create_task, frontend_token, sign_up
 from tests.routes.test_auth import TOKEN_FIELDS
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -209,44 +208,3 @@ class TestDeleteAccount:
             "DELETE", self.URL, json={"password": PASSWORD}, headers=bearer(frontend_token("x"))
         )
         assert response.status_code == 404
-
-
-class TestRevocationIsOneQuery:
-    async def test_a_task_request_checks_tokens_in_one_round_trip(
-        self, app: FastAPI, client: AsyncClient
-    ) -> None:
-        account: Account = await sign_up(client)
-        statements: list[str] = []
-
-        def record(_conn, _cursor, statement: str, *_args) -> None:
-            statements.append(statement)
-
-        engine = app.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            response = await client.get(account.tasks_url, headers=account.headers)
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
-        assert response.status_code == 200
-        revocation = [s for s in statements if "revoked_tokens" in s]
-        assert len(revocation) == 1
-        assert "subject_revocations" in revocation[0]
-        assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 2
-
-    async def test_no_query_at_all_for_another_users_path(
-        self, app: FastAPI, client: AsyncClient
-    ) -> None:
-        account = await sign_up(client)
-        statements: list[str] = []
-
-        def record(_conn, _cursor, statement: str, *_args) -> None:
-            statements.append(statement)
-
-        engine = app.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            response = await client.get("/api/someone-else/tasks", headers=account.headers)
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
-        assert response.status_code == 403
-        assert statements == []

@@ -372,9 +372,8 @@ class TestSuccessorClaim:
             due_at=datetime.fromisoformat(task["due_at"]),
             recurrence=Recurrence.daily,
         )
-        async with app.state.sessionmaker() as session:
-            assert await spawn_next_occurrence(session, stale, now) is None
-            await session.commit()
+        async with app.state.database.transaction() as connection:
+            assert await spawn_next_occurrence(connection, stale, now, seq=1) is None
         tasks = await _list(client, alice)
         assert [t["id"] for t in tasks] == [successor_id, task["id"]]
         assert tasks[1]["next_task_id"] == successor_id

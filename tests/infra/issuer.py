@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -30,6 +31,7 @@ READY_PREFIX = "ISSUER_READY "
 START_TIMEOUT_SECONDS = 30
 INSTALL_TIMEOUT_SECONDS = 300
 STOP_TIMEOUT_SECONDS = 10
+MINIMUM_NODE = "20.19"  # package.json `engines`
 PASSWORD = "correct horse battery staple"
 SECRET = "better-auth-issuer-secret-for-the-infra-tests-0123456789"
 
@@ -40,10 +42,18 @@ def pinned_version() -> str:
 
 
 def missing_node() -> str | None:
-    """Why Node cannot run here, or None."""
+    """Why Node cannot run the pinned Better Auth here, or None."""
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
-        return f"{' and '.join(missing)} not installed (Node 20 or later runs Better Auth)"
+        return f"{' and '.join(missing)} not installed (Better Auth needs Node {MINIMUM_NODE}+)"
+    version = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if numbers < tuple(int(part) for part in MINIMUM_NODE.split(".")):
+        # @noble/hashes and @noble/ciphers (Better Auth's crypto) need 20.19; Debian 12's
+        # nodejs package is 18.
+        return f"node {version} is too old: the pinned Better Auth needs Node {MINIMUM_NODE}+"
     return None
 
 

@@ -1,4 +1,4 @@
-"""The public keys of the frontend's Better Auth JWT plugin (`{BETTER_AUTH_URL}/api/auth/jwks`).
+"""The public keys of the frontend's Better Auth JWT plugin (`Settings.jwks_url`).
 
 Keys are fetched in a worker thread (urllib blocks), cached by `kid`, and refetched when a token
 names a `kid` the cache does not know, at most once per `min_refetch_seconds`, so a stream of

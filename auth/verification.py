@@ -60,7 +60,8 @@ class TokenVerifier:
             raise ValueError("a key set needs the issuers and audiences its tokens must carry")
         self.shared = shared
         self.key_set = key_set
-        self.issuers = tuple(issuers)
+        # Lists: PyJWT 2.9 takes several issuers only as a list (2.10+ any sequence).
+        self.issuers = list(issuers)
         self.audiences = list(audiences)
 
     async def verify(self, token: str) -> TokenClaims:

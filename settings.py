@@ -16,7 +16,14 @@ from functools import cached_property, lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from database.url import DatabaseURLError, parse_database_url
@@ -166,7 +173,7 @@ class Settings(BaseSettings):
 
     @field_validator("better_auth_url", "better_auth_jwks_url", mode="before")
     @classmethod
-    def _url_or_none(cls, value: object) -> object:
+    def _url_or_none(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             value = value.strip().rstrip("/")
             if not value:
@@ -180,7 +187,8 @@ class Settings(BaseSettings):
                 raise ValueError("must be an http:// or https:// URL") from None
             if not parts.hostname:
                 raise ValueError("must be an http:// or https:// URL with a host")
-            if parts.query or parts.fragment or value.endswith(("?", "#")):
+            if "#" in value or (info.field_name == "better_auth_url" and "?" in value):
+                # BETTER_AUTH_URL is a prefix: `{BETTER_AUTH_URL}/api/auth/jwks`.
                 raise ValueError("must not have a query string or a fragment")
         return value
 

@@ -250,3 +250,10 @@ class TestBetterAuthClaims:
     def test_unusable_better_auth_urls(self, url: str) -> None:
         with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
             load_settings(better_auth_url=url)
+
+    def test_a_jwks_url_may_have_a_query_string(self) -> None:
+        url = "https://keys.example.com/jwks.json?v=2"
+        settings = load_settings(
+            better_auth_url="https://app.example.com", better_auth_jwks_url=url
+        )
+        assert settings.jwks_url == url

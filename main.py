@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from auth.jwks import JWKSKeySet
 from auth.passwords import PasswordHasher
 from auth.tokens import TokenService
-from auth.verification import TokenVerifier
+from auth.verification import build_token_verifier
 from db import (
     Database,
     create_engine_for,
@@ -68,10 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_service = TokenService(
         settings.jwt_secret, settings.jwt_algorithm, settings.jwt_expiration_delta
     )
-    key_set = JWKSKeySet(settings.jwks_url) if settings.jwks_url else None
-    app.state.token_verifier = TokenVerifier(
-        app.state.token_service, key_set, settings.better_auth_issuer
-    )
+    app.state.token_verifier = build_token_verifier(settings, app.state.token_service)
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
 
     app.add_middleware(

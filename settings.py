@@ -11,10 +11,19 @@ import ipaddress
 import logging
 import secrets
 import sys
+from contextlib import suppress
 from functools import cached_property, lru_cache
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from database.url import DatabaseURLError, parse_database_url
@@ -36,9 +45,33 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 SHARED_SECRET_ALGORITHMS = ("HS256", "HS384", "HS512")
-BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
+# Better Auth mounts its routes at `basePath` (default /api/auth) below a `baseURL` without a
+# path, and at the `baseURL` itself when it has one; the JWT plugin's keys are at `/jwks` there.
+BETTER_AUTH_BASE_PATH = "/api/auth"
+BETTER_AUTH_JWKS_ENDPOINT = "/jwks"
+BETTER_AUTH_JWKS_PATH = BETTER_AUTH_BASE_PATH + BETTER_AUTH_JWKS_ENDPOINT
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def url_origin(url: str) -> str:
+    """`new URL(url).origin`: scheme and host lower-cased, the default port dropped, no path.
+
+    Better Auth's JWT plugin puts exactly this (of its `baseURL`) in `iss` and `aud` by default.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host.isascii():
+        with suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 class ConfigurationError(RuntimeError):
@@ -76,6 +109,8 @@ class Settings(BaseSettings):
 
     better_auth_url: str | None = None
     better_auth_jwks_url: str | None = None
+    better_auth_issuer: Annotated[list[str], NoDecode] = []
+    better_auth_audience: Annotated[list[str], NoDecode] = []
 
     cors_allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -138,14 +173,42 @@ class Settings(BaseSettings):
 
     @field_validator("better_auth_url", "better_auth_jwks_url", mode="before")
     @classmethod
-    def _url_or_none(cls, value: object) -> object:
+    def _url_or_none(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             value = value.strip().rstrip("/")
             if not value:
                 return None
-            if not value.startswith(("http://", "https://")):
+            if not value.lower().startswith(("http://", "https://")):
                 raise ValueError("must be an http:// or https:// URL")
+            try:
+                parts = urlsplit(value)
+                _ = parts.port  # a port out of range is a ValueError
+            except ValueError:
+                raise ValueError("must be an http:// or https:// URL") from None
+            if not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
+            if "#" in value or (info.field_name == "better_auth_url" and "?" in value):
+                # BETTER_AUTH_URL is a prefix: `{BETTER_AUTH_URL}/api/auth/jwks`.
+                raise ValueError("must not have a query string or a fragment")
         return value
+
+    @field_validator("better_auth_issuer", "better_auth_audience", mode="before")
+    @classmethod
+    def _split_claim_values(cls, value: object) -> object:
+        """Comma-separated; each value is compared exactly (Better Auth's may be any string)."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [part.strip() if isinstance(part, str) else part for part in value]
+        return value
+
+    @field_validator("better_auth_issuer", "better_auth_audience")
+    @classmethod
+    def _non_empty_values(cls, value: list[str]) -> list[str]:
+        for part in value:
+            if not part or any(ord(char) < 32 or ord(char) == 127 for char in part):
+                raise ValueError("each value must be a non-empty string without control characters")
+        return list(dict.fromkeys(value))
 
     @property
     def jwks_url(self) -> str | None:
@@ -153,17 +216,36 @@ class Settings(BaseSettings):
         if self.better_auth_jwks_url:
             return self.better_auth_jwks_url
         if self.better_auth_url:
+            if urlsplit(self.better_auth_url).path.strip("/"):
+                # A baseURL with a path is where Better Auth mounts its routes.
+                return self.better_auth_url + BETTER_AUTH_JWKS_ENDPOINT
             return self.better_auth_url + BETTER_AUTH_JWKS_PATH
         return None
 
     @property
-    def better_auth_issuer(self) -> str | None:
-        """The `iss` and `aud` of the plugin's tokens: its base URL."""
+    def better_auth_origin(self) -> str | None:
+        """What Better Auth puts in `iss` and `aud` by default: the origin of its `baseURL`."""
         if self.better_auth_url:
-            return self.better_auth_url
+            return url_origin(self.better_auth_url)
         if self.better_auth_jwks_url and self.better_auth_jwks_url.endswith(BETTER_AUTH_JWKS_PATH):
-            return self.better_auth_jwks_url.removesuffix(BETTER_AUTH_JWKS_PATH)
+            return url_origin(self.better_auth_jwks_url)
         return None
+
+    @property
+    def accepted_issuers(self) -> tuple[str, ...]:
+        """The `iss` values a plugin token may carry (`jwt.issuer`, default the origin)."""
+        if self.better_auth_issuer:
+            return tuple(self.better_auth_issuer)
+        origin = self.better_auth_origin
+        return (origin,) if origin else ()
+
+    @property
+    def accepted_audiences(self) -> tuple[str, ...]:
+        """The `aud` values of which a plugin token must carry one (`jwt.audience`)."""
+        if self.better_auth_audience:
+            return tuple(self.better_auth_audience)
+        origin = self.better_auth_origin
+        return (origin,) if origin else ()
 
     @property
     def is_production(self) -> bool:
@@ -212,10 +294,17 @@ def load_settings(**overrides: object) -> Settings:
             for error in exc.errors()
         )
         raise ConfigurationError(f"Invalid configuration: {problems}") from None
-    if settings.jwks_url and not settings.better_auth_issuer:
+    if settings.jwks_url:
+        if not (settings.accepted_issuers and settings.accepted_audiences):
+            raise ConfigurationError(
+                "BETTER_AUTH_JWKS_URL does not end with /api/auth/jwks: set BETTER_AUTH_URL too "
+                "(its origin is the tokens' default issuer and audience), or BETTER_AUTH_ISSUER "
+                "and BETTER_AUTH_AUDIENCE."
+            )
+    elif settings.better_auth_issuer or settings.better_auth_audience:
         raise ConfigurationError(
-            "BETTER_AUTH_JWKS_URL does not end with /api/auth/jwks: set BETTER_AUTH_URL too, "
-            "it is the issuer and audience of the tokens."
+            "BETTER_AUTH_ISSUER/BETTER_AUTH_AUDIENCE are set but there is no key set to verify "
+            "such tokens: set BETTER_AUTH_URL (or BETTER_AUTH_JWKS_URL) too."
         )
     settings.check_production_readiness()
     return settings

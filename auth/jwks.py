@@ -1,4 +1,4 @@
-"""The public keys of the frontend's Better Auth JWT plugin (`{BETTER_AUTH_URL}/api/auth/jwks`).
+"""The public keys of the frontend's Better Auth JWT plugin (`Settings.jwks_url`).
 
 Keys are fetched in a worker thread (urllib blocks), cached by `kid`, and refetched when a token
 names a `kid` the cache does not know, at most once per `min_refetch_seconds`, so a stream of
@@ -26,7 +26,20 @@ FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
 
 
-FAMILY_ALGORITHMS = {"OKP": ("EdDSA",), "EC": ("ES256",), "RSA": ("RS256", "PS256")}
+# What Better Auth's JWT plugin signs with (`jwks.keyPairConfig.alg` in better-auth 1.7: EdDSA on
+# Ed25519, ES256 on P-256, ES512 on P-521, RS256 and PS256 on RSA), by the key that can make it.
+# A key verifies only what its own `kty`/`crv` allow: its published `alg` when it has one (and
+# that `alg` fits the key), otherwise every algorithm of its family. Other key types (Ed448, P-384,
+# secp256k1, symmetric `oct` keys) are never made by the plugin and are skipped.
+KEY_ALGORITHMS: dict[tuple[str, str | None], tuple[str, ...]] = {
+    ("OKP", "Ed25519"): ("EdDSA",),
+    ("EC", "P-256"): ("ES256",),
+    ("EC", "P-521"): ("ES512",),
+    ("RSA", None): ("RS256", "PS256"),
+}
+PLUGIN_ALGORITHMS = frozenset(
+    algorithm for algorithms in KEY_ALGORITHMS.values() for algorithm in algorithms
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +50,31 @@ class VerificationKey:
     algorithms: tuple[str, ...]
 
 
-def _verification_key(jwk: jwt.PyJWK, document: dict[str, Any]) -> VerificationKey:
+class UnusableKey(ValueError):
+    """A published key the plugin could not have made, or whose `alg` does not fit it."""
+
+
+def verification_key(document: dict[str, Any]) -> VerificationKey:
+    """The key of one JWKS entry, pinned to the algorithms its own `kty`/`crv`/`alg` allow."""
+    kty = document.get("kty")
+    crv = document.get("crv") if kty in ("OKP", "EC") else None
+    shape = f"{kty} {crv}" if crv is not None else str(kty)
+    family = None
+    if isinstance(kty, str) and (crv is None or isinstance(crv, str)):
+        family = KEY_ALGORITHMS.get((kty, crv))
+    if family is None:
+        raise UnusableKey(f"a {shape} key is not one Better Auth's JWT plugin makes")
+    use = document.get("use")
+    if use is not None and use != "sig":
+        raise UnusableKey(f"the key is for {use!r}, not for signatures")
     declared = document.get("alg")
-    if isinstance(declared, str) and declared:
-        return VerificationKey(jwk.key, (declared,))
-    return VerificationKey(jwk.key, FAMILY_ALGORITHMS.get(jwk.key_type, ()))
+    if declared is None:
+        algorithms = family
+    elif declared in family:
+        algorithms = (declared,)
+    else:
+        raise UnusableKey(f"alg {declared!r} does not fit a {shape} key")
+    return VerificationKey(jwt.PyJWK(document, algorithm=algorithms[0]).key, algorithms)
 
 
 class KeySetUnavailable(Exception):
@@ -66,8 +99,8 @@ def _fetch_blocking(url: str) -> dict[str, VerificationKey]:
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
             continue
         try:
-            keys[entry["kid"]] = _verification_key(jwt.PyJWK(entry), entry)
-        except jwt.PyJWTError as exc:
+            keys[entry["kid"]] = verification_key(entry)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             logger.warning("skipping unusable key %r in the JWKS: %s", entry["kid"], exc)
     if not keys:
         raise ValueError("the JWKS has no usable key with a 'kid'")

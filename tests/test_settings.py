@@ -120,11 +120,14 @@ class TestSecuritySettings:
     def test_better_auth_url_gives_jwks_issuer_and_audience(self) -> None:
         settings = load_settings(better_auth_url="https://app.example.com/")
         assert settings.jwks_url == "https://app.example.com/api/auth/jwks"
-        assert settings.better_auth_issuer == "https://app.example.com"
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        assert settings.accepted_audiences == ("https://app.example.com",)
+        assert settings.better_auth_issuer == settings.better_auth_audience == []
 
     def test_explicit_jwks_url(self) -> None:
         settings = load_settings(better_auth_jwks_url="https://app.example.com/api/auth/jwks")
-        assert settings.better_auth_issuer == "https://app.example.com"
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        assert settings.accepted_audiences == ("https://app.example.com",)
         with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
             load_settings(better_auth_jwks_url="https://keys.example.com/jwks.json")
         settings = load_settings(
@@ -132,7 +135,7 @@ class TestSecuritySettings:
             better_auth_jwks_url="https://keys.example.com/jwks.json",
         )
         assert settings.jwks_url == "https://keys.example.com/jwks.json"
-        assert settings.better_auth_issuer == "https://app.example.com"
+        assert settings.accepted_issuers == ("https://app.example.com",)
 
     def test_rejects_a_url_without_scheme(self) -> None:
         with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
@@ -142,3 +145,115 @@ class TestSecuritySettings:
     def test_limits_must_be_positive(self, name: str) -> None:
         with pytest.raises(ConfigurationError):
             load_settings(**{name: 0})
+
+
+class TestBetterAuthClaims:
+    """BETTER_AUTH_ISSUER / BETTER_AUTH_AUDIENCE mirror the JWT plugin's `jwt.issuer` and
+    `jwt.audience`; unset, both are what Better Auth puts there: the origin of its `baseURL`."""
+
+    @pytest.mark.parametrize(
+        ("base_url", "origin", "jwks_url"),
+        [
+            ("https://app.example.com", "https://app.example.com", "/api/auth/jwks"),
+            ("http://localhost:3000/", "http://localhost:3000", "/api/auth/jwks"),
+            ("HTTPS://App.Example.COM:443", "https://app.example.com", "/api/auth/jwks"),
+            ("http://127.0.0.1:80", "http://127.0.0.1", "/api/auth/jwks"),
+            ("https://[::1]:8443", "https://[::1]:8443", "/api/auth/jwks"),
+            ("https://user:pw@app.example.com", "https://app.example.com", "/api/auth/jwks"),
+            ("https://bücher.example", "https://xn--bcher-kva.example", "/api/auth/jwks"),
+            # A baseURL with a path: `iss` is still the origin, and the path is where Better
+            # Auth mounts its routes (its `withPath`), so the keys are at {path}/jwks.
+            ("https://app.example.com/api/auth", "https://app.example.com", "/jwks"),
+            ("https://app.example.com/auth/", "https://app.example.com", "/jwks"),
+        ],
+    )
+    def test_defaults_are_the_origin_of_better_auth_url(
+        self, base_url: str, origin: str, jwks_url: str
+    ) -> None:
+        settings = load_settings(better_auth_url=base_url)
+        assert settings.accepted_issuers == (origin,)
+        assert settings.accepted_audiences == (origin,)
+        assert settings.jwks_url == base_url.rstrip("/") + jwks_url
+
+    def test_comma_separated_values(self) -> None:
+        settings = load_settings(
+            better_auth_url="https://app.example.com",
+            better_auth_issuer=" https://auth.example.com , my-issuer,",
+            better_auth_audience="https://api.example.com,https://api.example.com/,todo-api",
+        )
+        assert settings.accepted_issuers == ("https://auth.example.com", "my-issuer")
+        # Compared exactly, as jose does on the frontend: a trailing slash is another value.
+        assert settings.accepted_audiences == (
+            "https://api.example.com",
+            "https://api.example.com/",
+            "todo-api",
+        )
+
+    def test_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BETTER_AUTH_URL", "https://app.example.com/")
+        monkeypatch.setenv("BETTER_AUTH_ISSUER", "https://app.example.com")
+        monkeypatch.setenv("BETTER_AUTH_AUDIENCE", "https://api.example.com, urn:todo")
+        settings = load_settings(_env_file=None)
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        assert settings.accepted_audiences == ("https://api.example.com", "urn:todo")
+
+    def test_only_one_of_them_set_keeps_the_default_for_the_other(self) -> None:
+        settings = load_settings(
+            better_auth_url="https://app.example.com",
+            better_auth_audience="https://api.example.com",
+        )
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        assert settings.accepted_audiences == ("https://api.example.com",)
+
+    def test_empty_values_mean_the_default(self) -> None:
+        settings = load_settings(
+            better_auth_url="https://app.example.com",
+            better_auth_issuer=" , ",
+            better_auth_audience="",
+        )
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        assert settings.accepted_audiences == ("https://app.example.com",)
+
+    def test_jwks_url_alone_with_explicit_issuer_and_audience(self) -> None:
+        settings = load_settings(
+            better_auth_jwks_url="https://keys.example.com/jwks.json",
+            better_auth_issuer="https://app.example.com",
+            better_auth_audience="https://api.example.com",
+        )
+        assert settings.jwks_url == "https://keys.example.com/jwks.json"
+        assert settings.accepted_issuers == ("https://app.example.com",)
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_AUDIENCE"):
+            load_settings(
+                better_auth_jwks_url="https://keys.example.com/jwks.json",
+                better_auth_issuer="https://app.example.com",
+            )
+
+    def test_claims_without_a_key_set_are_a_configuration_error(self) -> None:
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL") as caught:
+            load_settings(better_auth_audience="https://api.example.com", _env_file=None)
+        assert "\n" not in str(caught.value)
+
+    def test_control_characters_are_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_ISSUER"):
+            load_settings(better_auth_url="https://app.example.com", better_auth_issuer="a\tb")
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "ftp://app.example.com",
+            "https://",
+            "https://app.example.com:99999",
+            "https://app.example.com/?next=/",
+            "https://app.example.com/#top",
+        ],
+    )
+    def test_unusable_better_auth_urls(self, url: str) -> None:
+        with pytest.raises(ConfigurationError, match="BETTER_AUTH_URL"):
+            load_settings(better_auth_url=url)
+
+    def test_a_jwks_url_may_have_a_query_string(self) -> None:
+        url = "https://keys.example.com/jwks.json?v=2"
+        settings = load_settings(
+            better_auth_url="https://app.example.com", better_auth_jwks_url=url
+        )
+        assert settings.jwks_url == url

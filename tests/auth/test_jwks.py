@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,34 +22,37 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 import auth.jwks
-from auth.verification import NOT_A_JWT
-from tests.helpers import bearer, frontend_token
+from auth.jwks import UnusableKey, verification_key
+from auth.verification import NOT_A_JWT, no_key_set, unsupported_algorithm
+from tests.helpers import TEST_SECRET, bearer, frontend_token
 
 SUB = "ba-user-1"
 URL = f"/api/{SUB}/tasks"
 
 
-class SigningKey:
-    """A private key and the public JWK the frontend would publish for it."""
+PLUGIN_ALGORITHMS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
-    def __init__(self, algorithm: str = "EdDSA") -> None:
+
+class SigningKey:
+    """A private key and the public JWK the frontend would publish for it (as Better Auth does:
+    `alg`, `crv` for OKP and EC keys, `kid`; `publish_alg=False` leaves `alg` out)."""
+
+    def __init__(self, algorithm: str = "EdDSA", *, publish_alg: bool = True) -> None:
         self.algorithm = algorithm
         self.kid = uuid.uuid4().hex
         if algorithm == "EdDSA":
             self.private = ed25519.Ed25519PrivateKey.generate()
             to_jwk = jwt.algorithms.OKPAlgorithm.to_jwk
-        elif algorithm == "ES256":
-            self.private = ec.generate_private_key(ec.SECP256R1())
+        elif algorithm in CURVES:
+            self.private = ec.generate_private_key(CURVES[algorithm]())
             to_jwk = jwt.algorithms.ECAlgorithm.to_jwk
         else:
             self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             to_jwk = jwt.algorithms.RSAAlgorithm.to_jwk
-        self.jwk = {
-            **to_jwk(self.private.public_key(), as_dict=True),
-            "kid": self.kid,
-            "alg": algorithm,
-            "use": "sig",
-        }
+        self.jwk = {**to_jwk(self.private.public_key(), as_dict=True), "kid": self.kid}
+        if publish_alg:
+            self.jwk["alg"] = algorithm
 
     def sign(self, claims: dict[str, Any], kid: str | None = None) -> str:
         return jwt.encode(
@@ -58,6 +65,7 @@ class JWKSServer:
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
+        self.path = "/api/auth/jwks"
         self.status = 200
         self.requests = 0
         server = self
@@ -66,7 +74,7 @@ class JWKSServer:
             def do_GET(self) -> None:
                 server.requests += 1
                 body = json.dumps({"keys": server.keys}).encode()
-                self.send_response(server.status if self.path == "/api/auth/jwks" else 404)
+                self.send_response(server.status if self.path == server.path else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -138,6 +146,19 @@ def claims(issuer: str, **overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if value is not None}
 
 
+def _segment(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _hmac_token_claiming(header: dict[str, Any], payload: dict[str, Any]) -> str:
+    """A token with any `header`, signed with HS256 and the shared secret (what an attacker who
+    hopes the asymmetric `alg` is checked as HMAC would send)."""
+    payload = {"exp": int((datetime.now(UTC) + timedelta(minutes=5)).timestamp()), **payload}
+    signing_input = f"{_segment(header)}.{_segment(payload)}"
+    mac = hmac.new(TEST_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 async def _assert_401(client: AsyncClient, token: str, detail: str) -> None:
     response = await client.get(URL, headers=bearer(token))
     assert response.status_code == 401, response.text
@@ -161,14 +182,29 @@ class TestAcceptedTokens:
             "created_at": None,
         }
 
-    @pytest.mark.parametrize("algorithm", ["ES256", "RS256", "PS256"])
-    async def test_other_plugin_algorithms(
-        self, client: AsyncClient, jwks_server: JWKSServer, algorithm: str
+    @pytest.mark.parametrize("publish_alg", [True, False], ids=["alg", "kty-crv"])
+    @pytest.mark.parametrize("algorithm", PLUGIN_ALGORITHMS)
+    async def test_every_plugin_algorithm(
+        self, client: AsyncClient, jwks_server: JWKSServer, algorithm: str, publish_alg: bool
     ) -> None:
-        key = SigningKey(algorithm)
+        """Each `keyPairConfig.alg` the plugin offers, with the key's `alg` published or (older
+        key sets) derived from its `kty`/`crv`."""
+        key = SigningKey(algorithm, publish_alg=publish_alg)
         jwks_server.keys = [key.jwk]
         token = key.sign(claims(jwks_server.base_url))
-        assert (await client.get(URL, headers=bearer(token))).status_code == 200
+        response = await client.get(URL, headers=bearer(token))
+        assert response.status_code == 200, response.text
+
+    async def test_key_sets_with_several_algorithms(
+        self, client: AsyncClient, jwks_server: JWKSServer
+    ) -> None:
+        """`jwks.keyPairConfigs` publishes keys of several algorithms side by side."""
+        keys = [SigningKey(algorithm) for algorithm in PLUGIN_ALGORITHMS]
+        jwks_server.keys = [key.jwk for key in keys]
+        for key in keys:
+            token = key.sign(claims(jwks_server.base_url, jti=uuid.uuid4().hex))
+            assert (await client.get(URL, headers=bearer(token))).status_code == 200
+        assert jwks_server.requests == 1
 
     async def test_keys_are_cached(
         self, client: AsyncClient, jwks_server: JWKSServer, signing_key: SigningKey
@@ -365,10 +401,200 @@ class TestWithoutJWKS:
     def settings_overrides(self) -> dict[str, object]:
         return {}
 
-    async def test_asymmetric_tokens_are_refused(self, client: AsyncClient) -> None:
-        key = SigningKey()
+    @pytest.mark.parametrize("algorithm", PLUGIN_ALGORITHMS)
+    async def test_plugin_tokens_are_refused_with_the_setting_to_set(
+        self, client: AsyncClient, algorithm: str
+    ) -> None:
+        key = SigningKey(algorithm)
         token = key.sign(claims("http://127.0.0.1:9"))
-        await _assert_401(client, token, "Invalid token")
+        await _assert_401(client, token, no_key_set(algorithm))
+        assert "set BETTER_AUTH_URL" in no_key_set(algorithm)
+
+    async def test_asymmetric_header_never_reaches_the_shared_secret(
+        self, client: AsyncClient
+    ) -> None:
+        """`alg: ES512` over an HMAC made with the shared secret (algorithm confusion)."""
+        token = _hmac_token_claiming({"alg": "ES512", "typ": "JWT"}, {"sub": SUB})
+        await _assert_401(client, token, no_key_set("ES512"))
+
+    async def test_shared_secret_tokens_keep_working(self, client: AsyncClient) -> None:
+        assert (await client.get(URL, headers=bearer(frontend_token(SUB)))).status_code == 200
 
     async def test_session_token_is_told_a_jwt_is_expected(self, client: AsyncClient) -> None:
         await _assert_401(client, "opaque-session-token", NOT_A_JWT)
+
+
+class TestKeyPinning:
+    """A published key verifies only its own algorithm; an asymmetric `alg` never meets HMAC."""
+
+    async def test_es512_token_on_an_es256_key_is_refused(
+        self, client: AsyncClient, jwks_server: JWKSServer
+    ) -> None:
+        published = SigningKey("ES256")
+        jwks_server.keys = [published.jwk]
+        token = SigningKey("ES512").sign(claims(jwks_server.base_url), kid=published.kid)
+        await _assert_401(client, token, "Invalid token")
+
+    async def test_a_published_alg_pins_an_rsa_key(
+        self, client: AsyncClient, jwks_server: JWKSServer
+    ) -> None:
+        """RS256 and PS256 share RSA keys: a key that says RS256 does not verify PS256."""
+        key = SigningKey("RS256")
+        jwks_server.keys = [key.jwk]
+        pss = jwt.encode(
+            claims(jwks_server.base_url), key.private, algorithm="PS256", headers={"kid": key.kid}
+        )
+        await _assert_401(client, pss, "Invalid token")
+        assert (
+            await client.get(URL, headers=bearer(key.sign(claims(jwks_server.base_url))))
+        ).status_code == 200
+
+    async def test_hmac_under_a_plugin_alg_is_refused(
+        self, client: AsyncClient, jwks_server: JWKSServer, signing_key: SigningKey
+    ) -> None:
+        token = _hmac_token_claiming(
+            {"alg": "EdDSA", "kid": signing_key.kid},
+            {"sub": SUB, "iss": jwks_server.base_url, "aud": jwks_server.base_url},
+        )
+        await _assert_401(client, token, "Invalid token")
+        token = _hmac_token_claiming({"alg": "ES512", "kid": "not-published"}, {"sub": SUB})
+        await _assert_401(client, token, "Token is signed with an unknown key")
+
+    @pytest.mark.parametrize("algorithm", ["RS384", "RS512", "PS512", "ES384", "ES256K", "Ed448"])
+    async def test_algorithms_the_plugin_never_uses(
+        self, client: AsyncClient, jwks_server: JWKSServer, algorithm: str
+    ) -> None:
+        token = _hmac_token_claiming({"alg": algorithm, "kid": "k"}, {"sub": SUB})
+        await _assert_401(client, token, unsupported_algorithm(algorithm))
+        assert jwks_server.requests == 0
+
+    @pytest.mark.parametrize(
+        "header",
+        [{"alg": "none"}, {"alg": ["EdDSA"]}, {"alg": None}, {"typ": "JWT"}, {"alg": "XYZ"}],
+        ids=["none", "list", "null", "missing", "unknown"],
+    )
+    async def test_unusable_alg_headers(
+        self, client: AsyncClient, jwks_server: JWKSServer, header: dict[str, Any]
+    ) -> None:
+        token = _hmac_token_claiming(header, {"sub": SUB})
+        await _assert_401(client, token, "Invalid token")
+
+    async def test_keys_that_do_not_fit_their_alg_are_skipped(
+        self,
+        client: AsyncClient,
+        jwks_server: JWKSServer,
+        signing_key: SigningKey,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        p521 = SigningKey("ES512")
+        liar = {**p521.jwk, "alg": "ES256"}
+        p384 = SigningKey("ES384")
+        jwks_server.keys = [liar, p384.jwk, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]
+        jwks_server.keys.append(signing_key.jwk)
+        caplog.set_level(logging.WARNING, logger="todo.jwks")
+        assert (
+            await client.get(URL, headers=bearer(signing_key.sign(claims(jwks_server.base_url))))
+        ).status_code == 200
+        token = p521.sign(claims(jwks_server.base_url))
+        await _assert_401(client, token, "Token is signed with an unknown key")
+        assert "skipping unusable key" in caplog.text
+
+
+class TestVerificationKey:
+    @pytest.mark.parametrize(
+        ("algorithm", "expected"),
+        [
+            ("EdDSA", ("EdDSA",)),
+            ("ES256", ("ES256",)),
+            ("ES512", ("ES512",)),
+            ("RS256", ("RS256", "PS256")),
+            ("PS256", ("RS256", "PS256")),
+        ],
+    )
+    def test_without_alg_the_key_type_decides(
+        self, algorithm: str, expected: tuple[str, ...]
+    ) -> None:
+        key = SigningKey(algorithm, publish_alg=False)
+        assert verification_key(key.jwk).algorithms == expected
+
+    @pytest.mark.parametrize("algorithm", PLUGIN_ALGORITHMS)
+    def test_a_published_alg_is_the_only_one(self, algorithm: str) -> None:
+        assert verification_key(SigningKey(algorithm).jwk).algorithms == (algorithm,)
+
+    @pytest.mark.parametrize(
+        ("document", "reason"),
+        [
+            ({**SigningKey("ES512").jwk, "alg": "ES256"}, "does not fit"),
+            ({**SigningKey("ES256").jwk, "alg": "ES512"}, "does not fit"),
+            ({**SigningKey("EdDSA").jwk, "alg": "ES256"}, "does not fit"),
+            ({**SigningKey("ES384").jwk}, "EC P-384"),
+            ({**SigningKey("ES256").jwk, "crv": None}, "EC"),
+            ({**SigningKey("EdDSA").jwk, "crv": ["Ed25519"]}, "OKP"),
+            ({**SigningKey("EdDSA").jwk, "use": "enc"}, "not for signatures"),
+            ({"kty": "oct", "k": "c2VjcmV0"}, "oct"),
+            ({"kid": "no-kty"}, "None"),
+        ],
+    )
+    def test_keys_the_plugin_cannot_have_made(self, document: dict[str, Any], reason: str) -> None:
+        with pytest.raises(UnusableKey, match=reason):
+            verification_key(document)
+
+
+class TestCustomIssuerAndAudience:
+    """`jwt: { issuer, audience }` on the frontend, mirrored by BETTER_AUTH_ISSUER/_AUDIENCE."""
+
+    ISSUER = "https://auth.example.test"
+    AUDIENCE = "https://api.example.test"
+
+    @pytest.fixture
+    def settings_overrides(self, jwks_server: JWKSServer) -> dict[str, object]:
+        return {
+            "better_auth_url": jwks_server.base_url,
+            "better_auth_issuer": f"{self.ISSUER},{jwks_server.base_url}",
+            "better_auth_audience": f"{self.AUDIENCE}, urn:todo-api",
+        }
+
+    @pytest.mark.parametrize(
+        "audience", [AUDIENCE, "urn:todo-api", [AUDIENCE, "https://other.example"]]
+    )
+    async def test_accepted(
+        self, client: AsyncClient, signing_key: SigningKey, audience: str | list[str]
+    ) -> None:
+        token = signing_key.sign(claims(self.ISSUER, aud=audience))
+        assert (await client.get(URL, headers=bearer(token))).status_code == 200
+
+    async def test_every_listed_issuer_is_accepted(
+        self, client: AsyncClient, jwks_server: JWKSServer, signing_key: SigningKey
+    ) -> None:
+        token = signing_key.sign(claims(jwks_server.base_url, aud=self.AUDIENCE))
+        assert (await client.get(URL, headers=bearer(token))).status_code == 200
+
+    async def test_the_default_audience_is_no_longer_accepted(
+        self, client: AsyncClient, jwks_server: JWKSServer, signing_key: SigningKey
+    ) -> None:
+        token = signing_key.sign(claims(self.ISSUER, aud=jwks_server.base_url))
+        await _assert_401(client, token, "Token has the wrong audience")
+
+    async def test_other_issuers_are_refused(
+        self, client: AsyncClient, signing_key: SigningKey
+    ) -> None:
+        token = signing_key.sign(claims("https://evil.example", aud=self.AUDIENCE))
+        await _assert_401(client, token, "Token has the wrong issuer")
+
+
+class TestBaseURLWithPath:
+    """BETTER_AUTH_URL=https://app/api/auth: Better Auth serves `{baseURL}/jwks` and signs with
+    the origin only as `iss` and `aud`."""
+
+    @pytest.fixture
+    def settings_overrides(self, jwks_server: JWKSServer) -> dict[str, object]:
+        return {"better_auth_url": jwks_server.base_url + "/api/auth/"}
+
+    async def test_origin_is_issuer_and_audience(
+        self, client: AsyncClient, jwks_server: JWKSServer, signing_key: SigningKey
+    ) -> None:
+        token = signing_key.sign(claims(jwks_server.base_url))
+        assert (await client.get(URL, headers=bearer(token))).status_code == 200
+        assert jwks_server.requests == 1
+        with_path = signing_key.sign(claims(jwks_server.base_url + "/api/auth"))
+        await _assert_401(client, with_path, "Token has the wrong issuer")

@@ -1,7 +1,7 @@
 """Fixtures for the tests that start their own servers (marked `infra`; `uv run pytest -m infra`).
 
-They skip when PostgreSQL's server binaries (or pgbouncer, openssl) are missing, except under
-CI (`CI` set), where a missing tool is a failure rather than a silently skipped proof.
+They skip when PostgreSQL's server binaries (or pgbouncer, openssl, node and npm) are missing,
+except under CI (`CI` set), where a missing tool is a failure rather than a silently skipped proof.
 """
 
 from __future__ import annotations
@@ -9,19 +9,24 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
 from tests.infra.servers import PostgresServer, missing_tools, postgres_server
 
 
-def require_tools(*, pgbouncer: bool = False, openssl: bool = False) -> None:
-    reason = missing_tools(pgbouncer=pgbouncer, openssl=openssl)
-    if reason is None:
-        return
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip, or under CI fail: there a test that cannot run is a missing proof."""
     if os.environ.get("CI"):
         pytest.fail(f"CI needs this test to run: {reason}")
     pytest.skip(reason)
+
+
+def require_tools(*, pgbouncer: bool = False, openssl: bool = False) -> None:
+    reason = missing_tools(pgbouncer=pgbouncer, openssl=openssl)
+    if reason is not None:
+        skip_or_fail(reason)
 
 
 @pytest.fixture(scope="module")

@@ -240,6 +240,17 @@ class TaskStats(BaseModel):
     by_priority: dict[Priority, int] = Field(description="Tasks per priority, all states.")
 
 
+class TaskChanges(BaseModel):
+    """What changed after a cursor (or, without one, a page of every current task)."""
+
+    changes: list[TaskRead] = Field(
+        description="Tasks created or changed, each once, in their current state."
+    )
+    deleted: list[int] = Field(description="Ids of the tasks deleted.")
+    cursor: str = Field(description="Pass as `since` to continue from here.")
+    has_more: bool = Field(description="More changes wait: call again with `cursor` at once.")
+
+
 class RootInfo(BaseModel):
     name: str
     version: str

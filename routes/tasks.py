@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from auth.dependencies import TaskScope
 from db import DatabaseDep
@@ -20,14 +21,19 @@ from routes.responses import (
     TASK_NOT_FOUND,
     TOO_LARGE,
     UNAUTHORIZED,
+    error,
 )
-from schemas import TaskCompletion, TaskCreate, TaskRead, TaskStats, TaskUpdate
-from tasks import commands, queries
+from schemas import TaskChanges, TaskCompletion, TaskCreate, TaskRead, TaskStats, TaskUpdate
+from tasks import commands, feed, queries
+from tasks.changelog import Cursor, MalformedCursor
 from tasks.commands import TaskWrite
 from tasks.completion import Completion
 from tasks.listing import TaskListParams
 
 INT32_MAX = 2**31 - 1
+MAX_CURSOR_LENGTH = 64
+DEFAULT_CHANGES = 100
+MAX_CHANGES = 500
 DELETED_COUNT_HEADER = "X-Deleted-Count"
 
 router = APIRouter(
@@ -115,9 +121,63 @@ async def task_stats(scope: TaskScope, db: DatabaseDep) -> TaskStats:
     return (await queries.task_stats(db, scope)).stats
 
 
+@router.get(
+    "/changes",
+    responses={
+        410: error("The cursor is older than the change log's retention: sync from scratch"),
+        422: error("Malformed cursor or limit"),
+    },
+)
+async def task_changes(
+    scope: TaskScope,
+    db: DatabaseDep,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_CURSOR_LENGTH,
+            description="A `cursor` from an earlier answer; without it, every current task "
+            "(paged by `limit`).",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHANGES, description="At most this many tasks.")] = (
+        DEFAULT_CHANGES
+    ),
+) -> TaskChanges:
+    """Every task created or changed after `since`, once, in its current state, and the ids of
+    the tasks deleted after it. Follow `cursor` while `has_more`; keep the last one to sync again
+    later (a client offline for longer than the log's retention gets 410 and syncs from scratch).
+    """
+    page = await feed.read_changes(db, scope, parse_cursor(since), limit)
+    return TaskChanges(
+        changes=[TaskRead.model_validate(task) for task in page.changes],
+        deleted=page.deleted,
+        cursor=page.cursor.encode(),
+        has_more=page.has_more,
+    )
+
+
 @router.get("/{task_id}", response_model=TaskRead, responses=TASK_NOT_FOUND)
 async def get_task(scope: TaskScope, task_id: TaskId, db: DatabaseDep) -> Any:
     return await queries.get_task(db, scope, task_id)
+
+
+def parse_cursor(since: str | None) -> Cursor | None:
+    """The `since` query parameter as a log position; 422 when it was not issued here."""
+    if since is None:
+        return None
+    try:
+        return Cursor.decode(since)
+    except MalformedCursor:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "since"),
+                    "msg": "Value error, not a cursor this API issued",
+                    "input": since,
+                }
+            ]
+        ) from None
 
 
 def _written(write: TaskWrite, request: Request, response: Response) -> Any:

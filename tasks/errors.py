@@ -13,3 +13,7 @@ class VersionMismatch(Exception):
     def __init__(self, current_version: int) -> None:
         super().__init__(current_version)
         self.current_version = current_version
+
+
+class CursorExpired(Exception):
+    """The change log no longer reaches back to the cursor (older than its retention)."""

@@ -29,7 +29,15 @@ from web.log_config import configure_logging
 from web.request_context import RequestContextMiddleware
 
 VERSION = "1.0.0"
-EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "X-Deleted-Count"]
+EXPOSED_HEADERS = [
+    "X-Total-Count",
+    "Link",
+    "Location",
+    "X-Deleted-Count",
+    "ETag",
+    "Idempotent-Replayed",
+    "Retry-After",
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Text,
     text,
 )
 from sqlalchemy.engine import Dialect, Row
@@ -282,3 +283,54 @@ task_changes = TaskChange.__table__
 SNAPSHOT_COLUMNS = tuple(
     column.name for column in tasks.columns if column.name not in ("id", "user_id", "version")
 )
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_SCOPE_MAX_LENGTH = 300
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The answer to a request sent with an `Idempotency-Key`, kept to replay it to retries.
+
+    `scope` is whose key it is (`sub:<user id>`, or `addr:<client address>` for signup);
+    `fingerprint` digests the request (method, path, body), so the same key with another request
+    is refused. A task write's answer is the task at `version` (read back from the change log),
+    `successor_id` its `Location`, `deleted_count` a bulk deletion's count; a signup's answer is
+    `body` (encrypted: it holds a token). `status` 0: the first request is still running.
+    """
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (Index("ix_idempotency_records_expires_at", "expires_at"),)
+
+    scope: str = Field(primary_key=True, max_length=IDEMPOTENCY_SCOPE_MAX_LENGTH)
+    key: str = Field(primary_key=True, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+    fingerprint: str = Field(max_length=64)
+    status: int = Field(sa_type=SmallInteger, nullable=False)
+    task_id: int | None = Field(default=None)
+    version: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    successor_id: int | None = Field(default=None)
+    deleted_count: int | None = Field(default=None)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+idempotency_records = IdempotencyRecord.__table__
+
+
+class EventTicket(SQLModel, table=True):
+    """A single-use ticket for opening a live event stream where headers cannot be sent (a
+    browser's EventSource): bound to the token that asked for it, kept only as a digest."""
+
+    __tablename__ = "event_tickets"
+    __table_args__ = (Index("ix_event_tickets_expires_at", "expires_at"),)
+
+    ticket_hash: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(max_length=USER_ID_MAX_LENGTH)
+    revocation_key: str = Field(max_length=255)
+    issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    token_expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+event_tickets = EventTicket.__table__

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     cors_allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     change_log_retention_days: int = Field(default=30, ge=1)
+    idempotency_key_lifetime_hours: int = Field(default=24, ge=1)
+    require_if_match: bool = False
 
     login_max_failures_per_email: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)

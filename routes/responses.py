@@ -39,6 +39,28 @@ TOO_MANY_REQUESTS = {
     }
 }
 
+CONDITIONAL_GET = {
+    304: {
+        "description": "Not modified: the `ETag` is one `If-None-Match` named (no body; the "
+        "headers a 200 would carry).",
+        "headers": {"ETag": {"description": "The current entity tag."}},
+    }
+}
+PRECONDITIONS = {
+    412: {
+        **error("If-Match named none of the task's current entity tags"),
+        "headers": {"ETag": {"description": "The task's current entity tag."}},
+    },
+    428: error("The server requires If-Match for changes (REQUIRE_IF_MATCH)"),
+}
+IDEMPOTENT = {
+    400: error("Idempotency-Key is not a quoted string of 1 to 255 printable characters"),
+    409: {
+        **error("The first request with this Idempotency-Key is still running"),
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": INTEGER}},
+    },
+}
+
 BODY_ERRORS = {
     "400": "The body could not be decoded (not UTF-8, not JSON)",
     "413": "Request body larger than the limit (64 KiB)",

@@ -2,22 +2,37 @@
 
 HTTP only: each route turns the request into one call of the task rules (`tasks/`), which scope
 every statement by owner (another user's task is indistinguishable from a missing one: 404) and
-carry the revocation guard inside it, and turns the answer into a response.
+carry the revocation guard inside it, and turns the answer into a response: entity tags and
+conditional requests (`routes/conditional.py`), idempotency keys (`routes/idempotency.py`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter
 
 from auth.dependencies import TaskScope
 from db import DatabaseDep
+from routes.conditional import (
+    CACHE_CONTROL,
+    EntityTag,
+    IfMatch,
+    IfNoneMatch,
+    TagList,
+    digest_tag,
+    task_tag,
+)
+from routes.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, read_idempotency_key
 from routes.paging import link_header, task_list_params
 from routes.responses import (
+    CONDITIONAL_GET,
     DATABASE_UNAVAILABLE,
     FORBIDDEN,
+    IDEMPOTENT,
+    PRECONDITIONS,
     TASK_NOT_FOUND,
     TOO_LARGE,
     UNAUTHORIZED,
@@ -28,6 +43,8 @@ from tasks import commands, feed, queries
 from tasks.changelog import Cursor, MalformedCursor
 from tasks.commands import TaskWrite
 from tasks.completion import Completion
+from tasks.errors import VersionMismatch
+from tasks.idempotency import IdempotencyKey
 from tasks.listing import TaskListParams
 
 INT32_MAX = 2**31 - 1
@@ -35,6 +52,7 @@ MAX_CURSOR_LENGTH = 64
 DEFAULT_CHANGES = 100
 MAX_CHANGES = 500
 DELETED_COUNT_HEADER = "X-Deleted-Count"
+JSON = "application/json"
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -44,13 +62,62 @@ router = APIRouter(
 
 TaskId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The task's id.")]
 ListParams = Annotated[TaskListParams, Depends(task_list_params)]
-SUCCESSOR_CREATED = {
+TASK_LIST = TypeAdapter(list[TaskRead])
+TAGGED = {"ETag": {"description": "The task's entity tag (strong), for If-Match."}}
+WRITTEN = {
     200: {
         "description": "The task. When completing it created the next occurrence of a "
         "recurring task, `next_task_id` names it and `Location` points at it.",
-        "headers": {"Location": {"description": "The next occurrence, when one was created."}},
+        "headers": {
+            "Location": {"description": "The next occurrence, when one was created."},
+            **TAGGED,
+        },
     }
 }
+
+
+async def task_idempotency_key(
+    request: Request, scope: TaskScope, idempotency_key: IdempotencyKeyHeader = None
+) -> IdempotencyKey | None:
+    """The request's `Idempotency-Key`, scoped by the token's subject."""
+    return await read_idempotency_key(request, idempotency_key, f"sub:{scope.user_id}")
+
+
+IdempotencyKeyDep = Annotated[IdempotencyKey | None, Depends(task_idempotency_key)]
+
+
+def expected_versions(
+    request: Request, if_match: str | None, task_id: int
+) -> tuple[int, ...] | None:
+    """The versions `If-Match` allows (None: any), or 428 when the settings require it."""
+    if if_match is None:
+        if request.app.state.settings.require_if_match:
+            raise HTTPException(
+                status.HTTP_428_PRECONDITION_REQUIRED,
+                detail="This server requires If-Match with the task's ETag for changes: "
+                "GET the task, then send its ETag.",
+            )
+        return None
+    tags = TagList.parse(if_match)
+    return None if tags.any else tags.task_versions(task_id)
+
+
+def _not_modified(if_none_match: str | None, tag: EntityTag) -> bool:
+    return if_none_match is not None and TagList.parse(if_none_match).matches_weakly(tag)
+
+
+def _written(write: TaskWrite, request: Request, response: Response) -> Any:
+    """The written task with its ETag; `Location` names the task a write created (the task
+    itself, or the next occurrence a completion created)."""
+    assert write.task is not None
+    response.headers["ETag"] = str(task_tag(write.task.id, write.task.version))
+    if write.successor_id is not None:
+        response.headers["Location"] = str(
+            request.url_for("get_task", user_id=write.task.user_id, task_id=write.successor_id)
+        )
+    if write.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return write.task
 
 
 @router.get(
@@ -62,8 +129,10 @@ SUCCESSOR_CREATED = {
             "headers": {
                 "X-Total-Count": {"description": "Matching tasks before paging."},
                 "Link": {"description": 'RFC 8288 links: rel="next" and rel="prev" pages.'},
+                "ETag": {"description": "Changes with any change of the user's tasks."},
             },
-        }
+        },
+        **CONDITIONAL_GET,
     },
 )
 async def list_tasks(
@@ -71,20 +140,48 @@ async def list_tasks(
     db: DatabaseDep,
     params: ListParams,
     request: Request,
-    response: Response,
-) -> list[dict[str, Any]]:
+    if_none_match: IfNoneMatch = None,
+) -> Response:
     """The user's tasks, filtered, sorted (newest first by default) and paged."""
     page = await queries.list_tasks(db, scope, params)
-    response.headers["X-Total-Count"] = str(page.total)
+    body = TASK_LIST.dump_json(TASK_LIST.validate_python(page.tasks))
+    tag = digest_tag(str(page.state), str(sorted(request.query_params.multi_items())), body)
+    headers = {"X-Total-Count": str(page.total), "ETag": str(tag), "Cache-Control": CACHE_CONTROL}
     links = link_header(request.url, params, page.total)
     if links:
-        response.headers["Link"] = links
-    return page.tasks
+        headers["Link"] = links
+    if _not_modified(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(body, media_type=JSON, headers=headers)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskRead, responses=TOO_LARGE)
-async def create_task(scope: TaskScope, body: TaskCreate, db: DatabaseDep) -> Any:
-    return (await commands.create_task(db, scope, body.model_dump())).task
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses={
+        201: {
+            "description": "The task.",
+            "headers": {"Location": {"description": "The new task."}, **TAGGED},
+        },
+        **TOO_LARGE,
+        **IDEMPOTENT,
+    },
+)
+async def create_task(
+    scope: TaskScope,
+    body: TaskCreate,
+    db: DatabaseDep,
+    request: Request,
+    response: Response,
+    key: IdempotencyKeyDep,
+) -> Any:
+    write = await commands.create_task(db, scope, body.model_dump(), idempotency=key)
+    assert write.task is not None
+    response.headers["Location"] = str(
+        request.url_for("get_task", user_id=scope.user_id, task_id=write.task.id)
+    )
+    return _written(write, request, response)
 
 
 @router.delete(
@@ -95,13 +192,15 @@ async def create_task(scope: TaskScope, body: TaskCreate, db: DatabaseDep) -> An
         204: {
             "description": "The completed tasks are deleted.",
             "headers": {DELETED_COUNT_HEADER: {"description": "How many were deleted."}},
-        }
+        },
+        **IDEMPOTENT,
     },
 )
 async def delete_completed_tasks(
     scope: TaskScope,
     db: DatabaseDep,
     response: Response,
+    key: IdempotencyKeyDep,
     status_: Annotated[
         Literal["completed"],
         Query(
@@ -111,21 +210,55 @@ async def delete_completed_tasks(
     ],
 ) -> None:
     """Delete all the caller's completed tasks."""
-    deleted = await commands.delete_completed_tasks(db, scope)
-    response.headers[DELETED_COUNT_HEADER] = str(deleted)
+    write = await commands.delete_completed_tasks(db, scope, idempotency=key)
+    response.headers[DELETED_COUNT_HEADER] = str(write.deleted_count)
+    if write.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
 
 
-@router.get("/stats")
-async def task_stats(scope: TaskScope, db: DatabaseDep) -> TaskStats:
+@router.get(
+    "/stats",
+    responses={
+        200: {"headers": {"ETag": {"description": "Changes with the counts."}}},
+        **CONDITIONAL_GET,
+    },
+)
+async def task_stats(
+    scope: TaskScope, db: DatabaseDep, if_none_match: IfNoneMatch = None
+) -> TaskStats:
     """Counts of the user's tasks, in one query."""
-    return (await queries.task_stats(db, scope)).stats
+    answer = await queries.task_stats(db, scope)
+    body = answer.stats.model_dump_json().encode()
+    tag = digest_tag(str(answer.state), body)
+    headers = {"ETag": str(tag), "Cache-Control": CACHE_CONTROL}
+    if _not_modified(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)  # type: ignore[return-value]
+    return Response(body, media_type=JSON, headers=headers)  # type: ignore[return-value]
+
+
+def parse_cursor(since: str | None) -> Cursor | None:
+    """The `since` query parameter as a log position; 422 when it was not issued here."""
+    if since is None:
+        return None
+    try:
+        return Cursor.decode(since)
+    except MalformedCursor:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "since"),
+                    "msg": "Value error, not a cursor this API issued",
+                    "input": since,
+                }
+            ]
+        ) from None
 
 
 @router.get(
     "/changes",
     responses={
         410: error("The cursor is older than the change log's retention: sync from scratch"),
-        422: error("Malformed cursor or limit"),
     },
 )
 async def task_changes(
@@ -156,43 +289,31 @@ async def task_changes(
     )
 
 
-@router.get("/{task_id}", response_model=TaskRead, responses=TASK_NOT_FOUND)
-async def get_task(scope: TaskScope, task_id: TaskId, db: DatabaseDep) -> Any:
-    return await queries.get_task(db, scope, task_id)
-
-
-def parse_cursor(since: str | None) -> Cursor | None:
-    """The `since` query parameter as a log position; 422 when it was not issued here."""
-    if since is None:
-        return None
-    try:
-        return Cursor.decode(since)
-    except MalformedCursor:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "since"),
-                    "msg": "Value error, not a cursor this API issued",
-                    "input": since,
-                }
-            ]
-        ) from None
-
-
-def _written(write: TaskWrite, request: Request, response: Response) -> Any:
-    """The written task; `Location` names the next occurrence when the write created one."""
-    if write.successor_id is not None:
-        response.headers["Location"] = str(
-            request.url_for("get_task", user_id=write.task.user_id, task_id=write.successor_id)
-        )
-    return write.task
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={200: {"headers": TAGGED}, **CONDITIONAL_GET, **TASK_NOT_FOUND},
+)
+async def get_task(
+    scope: TaskScope,
+    task_id: TaskId,
+    db: DatabaseDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    task = await queries.get_task(db, scope, task_id)
+    tag = task_tag(task.id, task.version)
+    headers = {"ETag": str(tag), "Cache-Control": CACHE_CONTROL}
+    if _not_modified(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    response.headers.update(headers)
+    return task
 
 
 @router.put(
     "/{task_id}",
     response_model=TaskRead,
-    responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE},
+    responses={**WRITTEN, **TASK_NOT_FOUND, **TOO_LARGE, **PRECONDITIONS, **IDEMPOTENT},
 )
 async def update_task(
     scope: TaskScope,
@@ -201,21 +322,29 @@ async def update_task(
     db: DatabaseDep,
     request: Request,
     response: Response,
+    key: IdempotencyKeyDep,
+    if_match: IfMatch = None,
 ) -> Any:
     """Partial update: only the fields in the body change; `{}` changes nothing; `tags`
-    replaces the whole list."""
+    replaces the whole list. With `If-Match`, only if the task is unchanged since (else 412)."""
+    versions = expected_versions(request, if_match, task_id)
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        return await queries.get_task(db, scope, task_id)
+        task = await queries.get_task(db, scope, task_id)
+        if versions is not None and task.version not in versions:
+            raise VersionMismatch(task.version)
+        return _written(TaskWrite(task), request, response)
     completion = Completion.of(changes.pop("completed")) if "completed" in changes else None
-    write = await commands.update_task(db, scope, task_id, changes, completion)
+    write = await commands.update_task(
+        db, scope, task_id, changes, completion, expected_versions=versions, idempotency=key
+    )
     return _written(write, request, response)
 
 
 @router.patch(
     "/{task_id}/complete",
     response_model=TaskRead,
-    responses={**SUCCESSOR_CREATED, **TASK_NOT_FOUND, **TOO_LARGE},
+    responses={**WRITTEN, **TASK_NOT_FOUND, **TOO_LARGE, **PRECONDITIONS, **IDEMPOTENT},
 )
 async def complete_task(
     scope: TaskScope,
@@ -223,15 +352,20 @@ async def complete_task(
     db: DatabaseDep,
     request: Request,
     response: Response,
+    key: IdempotencyKeyDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> Any:
     """No body (or `{}`) toggles atomically; `{"completed": true|false}` sets the state.
 
     Completing a recurring task that has a `due_at` creates its next occurrence once; reopening
     keeps it, and completing again does not create another.
     """
+    versions = expected_versions(request, if_match, task_id)
     completion = Completion.of(None if body is None else body.completed)
-    write = await commands.update_task(db, scope, task_id, {}, completion)
+    write = await commands.update_task(
+        db, scope, task_id, {}, completion, expected_versions=versions, idempotency=key
+    )
     return _written(write, request, response)
 
 
@@ -239,7 +373,20 @@ async def complete_task(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=TASK_NOT_FOUND,
+    responses={**TASK_NOT_FOUND, **PRECONDITIONS, **IDEMPOTENT},
 )
-async def delete_task(scope: TaskScope, task_id: TaskId, db: DatabaseDep) -> None:
-    await commands.delete_task(db, scope, task_id)
+async def delete_task(
+    scope: TaskScope,
+    task_id: TaskId,
+    db: DatabaseDep,
+    request: Request,
+    response: Response,
+    key: IdempotencyKeyDep,
+    if_match: IfMatch = None,
+) -> None:
+    versions = expected_versions(request, if_match, task_id)
+    write = await commands.delete_task(
+        db, scope, task_id, expected_versions=versions, idempotency=key
+    )
+    if write.replayed:
+        response.headers[REPLAYED_HEADER] = "true"

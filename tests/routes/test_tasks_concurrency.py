@@ -98,3 +98,24 @@ async def test_concurrent_toggles_of_one_task_are_atomic(client: AsyncClient) ->
 
     # Each toggle flipped the state the previous one left: half saw True, half False.
     assert outcomes == Counter({True: 15, False: 15})
+
+
+async def test_concurrent_tag_replacements_keep_the_tag_index_exact(client: AsyncClient) -> None:
+    """Ten PUTs racing to replace one task's tags: whichever wins, filtering by tag finds the
+    task under exactly the tags it ends up with (no tag row of a loser survives)."""
+    account = await sign_up(client)
+    created = await client.post(
+        account.tasks_url, json={"title": "raced", "tags": ["start"]}, headers=account.headers
+    )
+    url = f"{account.tasks_url}/{created.json()['id']}"
+    responses = await asyncio.gather(
+        *(
+            client.put(url, json={"tags": [f"t{n}", "shared"]}, headers=account.headers)
+            for n in range(10)
+        )
+    )
+    assert [response.status_code for response in responses] == [200] * 10
+    final = set((await client.get(url, headers=account.headers)).json()["tags"])
+    for tag in [f"t{n}" for n in range(10)] + ["shared", "start"]:
+        found = await client.get(account.tasks_url, params={"tag": tag}, headers=account.headers)
+        assert (len(found.json()) == 1) == (tag in final), tag

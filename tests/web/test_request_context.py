@@ -76,10 +76,12 @@ class TestSecurityHeaders:
         for response in (signup, login, me):
             assert response.headers["cache-control"] == "no-store"
 
-    async def test_task_responses_are_not_marked(self, client: AsyncClient) -> None:
+    async def test_task_reads_are_revalidated_not_forbidden_to_store(
+        self, client: AsyncClient
+    ) -> None:
         account = await sign_up(client)
         response = await client.get(account.tasks_url, headers=account.headers)
-        assert "cache-control" not in response.headers
+        assert response.headers["cache-control"] == "private, no-cache"
 
 
 class TestAccessLog:

@@ -1,0 +1,65 @@
+"""The `Idempotency-Key` request header (draft-ietf-httpapi-idempotency-key-header-07).
+
+The key is a structured-field string (RFC 8941 §3.3.3): a quoted string of printable ASCII, here
+1 to 255 characters. It is scoped by the caller (the token's subject, or the client address for
+signup), and the request's fingerprint (method, path with query, body) tells a retry from a
+different request reusing the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Header, HTTPException, Request, status
+
+from tasks.idempotency import IdempotencyKey
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+# sf-string = DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE
+# unescaped = %x20-21 / %x23-5B / %x5D-7E
+SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+INVALID_KEY = (
+    "Idempotency-Key must be a structured-field string: 1 to 255 printable ASCII characters "
+    'in double quotes, e.g. Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"'
+)
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        description="Makes the request safe to retry for 24 hours: a retry with the same key "
+        "and the same request replays the first answer (`Idempotent-Replayed: true`). A quoted "
+        'string, e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`.',
+        max_length=2 * MAX_KEY_LENGTH + 2,
+    ),
+]
+
+
+def parse_key(value: str) -> str:
+    """The key inside a structured-field string; 400 when it is not one."""
+    match = SF_STRING.fullmatch(value.strip(" "))
+    if match is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=INVALID_KEY)
+    key = re.sub(r"\\(.)", r"\1", match.group(1))
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=INVALID_KEY)
+    return key
+
+
+async def read_idempotency_key(
+    request: Request, value: str | None, scope: str
+) -> IdempotencyKey | None:
+    """The request's key, scoped and fingerprinted, or None without the header."""
+    if value is None:
+        return None
+    key = parse_key(value)
+    fingerprint = hashlib.sha256()
+    target = request.url.path + ("?" + request.url.query if request.url.query else "")
+    for part in (request.method.encode(), target.encode(), await request.body()):
+        fingerprint.update(len(part).to_bytes(8, "big"))
+        fingerprint.update(part)
+    hours = request.app.state.settings.idempotency_key_lifetime_hours
+    return IdempotencyKey(scope, key, fingerprint.hexdigest(), timedelta(hours=hours))

@@ -367,3 +367,11 @@ class RootInfo(BaseModel):
 class HealthStatus(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unavailable"]
+
+
+class HealthUnavailable(HealthStatus):
+    """`/health` while the database does not answer (503)."""
+
+    status: Literal["unavailable"]
+    database: Literal["unavailable"]
+    detail: str

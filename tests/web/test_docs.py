@@ -125,3 +125,13 @@ async def test_a_root_path_prefixes_every_url(app: FastAPI) -> None:
 def test_refuses_an_app_that_still_serves_fastapis_pages() -> None:
     with pytest.raises(ValueError, match="docs_url=None"):
         install_docs(FastAPI())
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_pages_may_reach_only_this_server(client: AsyncClient, page: str) -> None:
+    policy = (await client.get(page)).headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["connect-src"] == "'self'"
+    # Nothing but this server and inline or generated content: no other host anywhere.
+    assert not re.search(r"https?:|\*", policy)

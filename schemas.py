@@ -236,11 +236,23 @@ class LoginRequest(BaseModel):
 
 
 class PasswordChange(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "a new passphrase"}
+            ]
+        }
+    )
+
     current_password: Password
     new_password: NewPassword = Field(description=NEW_PASSWORD_RULE)
 
 
 class AccountDeletion(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"password": "correct horse battery"}]}
+    )
+
     password: Password = Field(description="The account's current password, as confirmation.")
 
 
@@ -276,6 +288,23 @@ class TaskStatusFilter(StrEnum):
 
 
 class TaskCreate(BaseModel):
+    # Swagger UI's "Try it out" starts from the first example (without one it would draw random
+    # strings from the patterns).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Pay rent",
+                    "description": "Transfer to the landlord",
+                    "priority": "high",
+                    "tags": ["home", "money"],
+                    "due_at": "2030-01-31T09:00:00+01:00",
+                    "recurrence": "monthly",
+                }
+            ]
+        }
+    )
+
     title: Title
     description: Description | None = None
     priority: Priority = Priority.medium
@@ -290,9 +319,10 @@ class TaskCreate(BaseModel):
 NOT_NULLABLE_IN_UPDATES = ("title", "completed", "priority", "tags", "recurrence")
 
 
-def _optional_but_not_null(schema: dict[str, Any]) -> None:
+def _update_schema(schema: dict[str, Any]) -> None:
     """In the document, the fields an update may leave out but not set to null are not
     nullable (the model declares them `| None` so that it can tell the two apart)."""
+    schema["examples"] = [{"title": "Buy oat milk", "tags": ["shopping"], "completed": False}]
     for name in NOT_NULLABLE_IN_UPDATES:
         field = schema["properties"][name]
         branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
@@ -304,7 +334,7 @@ def _optional_but_not_null(schema: dict[str, Any]) -> None:
 class TaskUpdate(BaseModel):
     """Partial update: only the fields present in the body change; `{}` changes nothing."""
 
-    model_config = ConfigDict(json_schema_extra=_optional_but_not_null)
+    model_config = ConfigDict(json_schema_extra=_update_schema)
 
     title: Title | None = None
     description: Description | None = None

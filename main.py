@@ -24,6 +24,7 @@ from routes.errors import install_task_error_handlers
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
 from web.body_limit import BodySizeLimitMiddleware
+from web.docs import install_docs
 from web.errors import install_exception_handlers
 from web.log_config import configure_logging
 from web.request_context import RequestContextMiddleware
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the `access_token`; task routes take your `user_id` in the path."
         ),
         lifespan=lifespan,
+        # Served by web.docs from local files instead of FastAPI's CDN-backed pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.token_service = TokenService(
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(tasks.router)
     document_body_errors(app)
+    install_docs(app)
     return app
 
 

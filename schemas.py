@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -13,10 +15,13 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    GetJsonSchemaHandler,
     StrictBool,
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from models import (
     DESCRIPTION_MAX_LENGTH,
@@ -28,8 +33,61 @@ from models import (
     Recurrence,
 )
 
-PASSWORD_MIN_BYTES = 8
+PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything after 72 bytes: refuse rather than truncate
+# pydantic (Python) and email-validator's limit on a whole address.
+EMAIL_MAX_LENGTH = 254
+
+
+# What the validators below enforce, spelled out in the OpenAPI document, so that a value the
+# document allows is one the server accepts (`bash .ci/fuzz` and tests/test_schemas.py check it).
+# Patterns are written for every engine that reads them (ECMA-262 in browsers and
+# openapi-typescript, Rust in pydantic-core and jsonschema-rs, Python in schemathesis): `\s`
+# differs between them, so whitespace is the explicit list `strip_whitespace` removes (Unicode
+# White_Space, as Rust's `str::trim`).
+WHITESPACE = r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+# No NUL, and something left once surrounding whitespace is trimmed.
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*$"
+
+
+def _case_insensitive(word: str) -> str:
+    return "".join(
+        f"[{c.lower()}{c.upper()}]" if c.isalpha() else c.replace(".", r"\.") for c in word
+    )
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+# A DNS label; two characters then `--` is an IDNA "R-LDH" label email-validator refuses.
+_LABEL = r"(?![A-Za-z0-9-]{2}--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LEVEL = r"(?![A-Za-z0-9-]{2}--)[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z])?"
+_SPECIAL_USE = "|".join(_case_insensitive(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+# The ASCII addresses email-validator accepts (unquoted, a dotted domain whose top level ends
+# with a letter, no special-use domain such as `.test`).
+# Narrower than the server, which also takes internationalised addresses and `Name <address>`.
+EMAIL_PATTERN = (
+    rf"^{_ATEXT}+(?:\.{_ATEXT}+)*"
+    rf"@(?!(?:[^@]*\.)?(?:{_SPECIAL_USE})$)(?:{_LABEL}\.)+{_TOP_LEVEL}$"
+)
+# Years 1 and 9999 reach the edge of the representable range once converted to UTC.
+DATE_TIME_PATTERN = r"^(?!0001-01-01|9999-12-31)"
+
+
+@dataclass(frozen=True)
+class Documented:
+    """Keywords added to a type's JSON schema: what its validators enforce in code."""
+
+    keywords: tuple[tuple[str, Any], ...]
+
+    def __init__(self, **keywords: Any) -> None:
+        object.__setattr__(self, "keywords", tuple(keywords.items()))
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.update(self.keywords)
+        return schema
 
 
 def _reject_nul(value: str) -> str:
@@ -42,39 +100,58 @@ def _email_lower(value: str) -> str:
     return _reject_nul(value).lower()
 
 
-def _password_bytes(value: str, minimum: int) -> str:
+def _password_bytes(value: str) -> str:
     _reject_nul(value)
-    size = len(value.encode("utf-8"))
-    if size < minimum:
-        raise ValueError(f"must be at least {minimum} bytes long")
-    if size > PASSWORD_MAX_BYTES:
+    if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
         raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes long in UTF-8")
     return value
 
 
-def _new_password(value: str) -> str:
-    return _password_bytes(value, PASSWORD_MIN_BYTES)
-
-
-def _any_password(value: str) -> str:
-    return _password_bytes(value, 1)
-
-
-Email = Annotated[EmailStr, AfterValidator(_email_lower)]
-NewPassword = Annotated[str, AfterValidator(_new_password)]
-Password = Annotated[str, AfterValidator(_any_password)]
+# `format: password`: a password, of at most 72 bytes in UTF-8 (the length keywords count
+# characters; `fuzz/hooks.py` generates this format within both limits).
+PASSWORD_FORMAT = "password"
+NewPassword = Annotated[
+    str,
+    StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_BYTES),
+    AfterValidator(_password_bytes),
+    Documented(format=PASSWORD_FORMAT, pattern=NO_NUL_PATTERN),
+]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PASSWORD_MAX_BYTES),
+    AfterValidator(_password_bytes),
+    Documented(format=PASSWORD_FORMAT, pattern=NO_NUL_PATTERN),
+]
+NEW_PASSWORD_RULE = (
+    f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_BYTES} characters and at most "
+    f"{PASSWORD_MAX_BYTES} bytes in UTF-8, no NUL characters."
+)
+Email = Annotated[
+    EmailStr,
+    AfterValidator(_email_lower),
+    Documented(maxLength=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN),
+]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=NAME_MAX_LENGTH),
     AfterValidator(_reject_nul),
+    Documented(pattern=NO_NUL_PATTERN),
 ]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
     AfterValidator(_reject_nul),
+    Documented(
+        pattern=NOT_BLANK_PATTERN,
+        description=f"1 to {TITLE_MAX_LENGTH} characters once surrounding whitespace is "
+        "trimmed; no NUL characters.",
+    ),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_reject_nul)
+    str,
+    StringConstraints(max_length=DESCRIPTION_MAX_LENGTH),
+    AfterValidator(_reject_nul),
+    Documented(pattern=NO_NUL_PATTERN),
 ]
 
 
@@ -92,27 +169,38 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("is out of range") from None
 
 
+def _tag_fits(value: str) -> str:
+    # pydantic counts the characters before lower-casing, and "İ" lower-cases to two.
+    if len(value) > TAG_MAX_LENGTH:
+        raise ValueError(f"must be at most {TAG_MAX_LENGTH} characters once lower-cased")
+    return value
+
+
 Tag = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, to_lower=True, min_length=1, max_length=TAG_MAX_LENGTH
     ),
     AfterValidator(_reject_nul),
+    AfterValidator(_tag_fits),
+    Documented(pattern=NOT_BLANK_PATTERN),
 ]
 Tags = Annotated[
     list[Tag],
     AfterValidator(_unique_tags),
+    Documented(maxItems=MAX_TAGS),
     Field(
-        description=f"Up to {MAX_TAGS} tags of 1 to {TAG_MAX_LENGTH} characters; trimmed, "
-        "lower-cased and deduplicated."
+        description=f"Up to {MAX_TAGS} tags of 1 to {TAG_MAX_LENGTH} characters once trimmed "
+        "and lower-cased (İ lower-cases to two); stored lower-cased and deduplicated."
     ),
 ]
 SearchText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=DESCRIPTION_MAX_LENGTH),
     AfterValidator(_reject_nul),
+    Documented(pattern=NO_NUL_PATTERN),
 ]
-Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+Moment = Annotated[AwareDatetime, AfterValidator(_utc), Documented(pattern=DATE_TIME_PATTERN)]
 DueAt = Annotated[
     Moment, Field(description="When the task is due: an ISO 8601 time with an offset, or null.")
 ]
@@ -123,22 +211,48 @@ class ErrorResponse(BaseModel):
 
 
 class SignupRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+            ]
+        }
+    )
+
     email: Email
-    password: NewPassword = Field(description="8 to 72 bytes in UTF-8, no NUL characters.")
+    password: NewPassword = Field(description=NEW_PASSWORD_RULE)
     name: Name | None = None
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        }
+    )
+
     email: Email
     password: Password
 
 
 class PasswordChange(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "a new passphrase"}
+            ]
+        }
+    )
+
     current_password: Password
-    new_password: NewPassword = Field(description="8 to 72 bytes in UTF-8, no NUL characters.")
+    new_password: NewPassword = Field(description=NEW_PASSWORD_RULE)
 
 
 class AccountDeletion(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"password": "correct horse battery"}]}
+    )
+
     password: Password = Field(description="The account's current password, as confirmation.")
 
 
@@ -174,6 +288,23 @@ class TaskStatusFilter(StrEnum):
 
 
 class TaskCreate(BaseModel):
+    # Swagger UI's "Try it out" starts from the first example (without one it would draw random
+    # strings from the patterns).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Pay rent",
+                    "description": "Transfer to the landlord",
+                    "priority": "high",
+                    "tags": ["home", "money"],
+                    "due_at": "2030-01-31T09:00:00+01:00",
+                    "recurrence": "monthly",
+                }
+            ]
+        }
+    )
+
     title: Title
     description: Description | None = None
     priority: Priority = Priority.medium
@@ -185,8 +316,25 @@ class TaskCreate(BaseModel):
     )
 
 
+NOT_NULLABLE_IN_UPDATES = ("title", "completed", "priority", "tags", "recurrence")
+
+
+def _update_schema(schema: dict[str, Any]) -> None:
+    """In the document, the fields an update may leave out but not set to null are not
+    nullable (the model declares them `| None` so that it can tell the two apart)."""
+    schema["examples"] = [{"title": "Buy oat milk", "tags": ["shopping"], "completed": False}]
+    for name in NOT_NULLABLE_IN_UPDATES:
+        field = schema["properties"][name]
+        branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+        (branch,) = branches
+        field.update({**branch, **field})
+        field.pop("default", None)
+
+
 class TaskUpdate(BaseModel):
     """Partial update: only the fields present in the body change; `{}` changes nothing."""
+
+    model_config = ConfigDict(json_schema_extra=_update_schema)
 
     title: Title | None = None
     description: Description | None = None
@@ -198,7 +346,7 @@ class TaskUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _no_null_for_required_columns(self) -> TaskUpdate:
-        for name in ("title", "completed", "priority", "tags", "recurrence"):
+        for name in NOT_NULLABLE_IN_UPDATES:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -260,3 +408,11 @@ class RootInfo(BaseModel):
 class HealthStatus(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unavailable"]
+
+
+class HealthUnavailable(HealthStatus):
+    """`/health` while the database does not answer (503)."""
+
+    status: Literal["unavailable"]
+    database: Literal["unavailable"]
+    detail: str

@@ -1,4 +1,7 @@
-"""schemathesis hooks (`SCHEMATHESIS_HOOKS=fuzz.hooks`): a fresh valid token for every request.
+"""schemathesis hooks (`SCHEMATHESIS_HOOKS=fuzz.hooks`): our string formats, and a fresh valid
+token for every request.
+
+The formats (`fuzz/formats.py`) carry the rules the length keywords cannot (a password's bytes).
 
 Each request gets its own token for the account `.ci/fuzz` signed up (`FUZZ_USER_ID`), signed
 with the server's secret (`FUZZ_SECRET`), so a fuzzed `POST /api/auth/logout` revokes only the
@@ -13,6 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import schemathesis
+
+from fuzz.formats import FORMATS
+
+for name, values in FORMATS.items():
+    schemathesis.openapi.format(name, values())
 
 
 def mint_token() -> str:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from db import is_database_unavailable
-from schemas import HealthStatus, RootInfo
+from schemas import HealthStatus, HealthUnavailable, RootInfo
 
 logger = logging.getLogger("todo.health")
 router = APIRouter(tags=["meta"])
@@ -23,7 +23,7 @@ async def root(request: Request) -> RootInfo:
 @router.get(
     "/health",
     response_model=HealthStatus,
-    responses={503: {"model": HealthStatus, "description": "The database did not answer"}},
+    responses={503: {"model": HealthUnavailable, "description": "The database did not answer"}},
 )
 async def health(request: Request) -> HealthStatus | JSONResponse:
     """Liveness and database reachability (`SELECT 1`)."""
@@ -34,6 +34,8 @@ async def health(request: Request) -> HealthStatus | JSONResponse:
         if not is_database_unavailable(exc):
             raise
         logger.warning("health check: database unavailable: %r", exc)
-        body = HealthStatus(status="unavailable", database="unavailable").model_dump()
-        return JSONResponse({**body, "detail": "Database unavailable"}, status_code=503)
+        body = HealthUnavailable(
+            status="unavailable", database="unavailable", detail="Database unavailable"
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
     return HealthStatus(status="ok", database="ok")

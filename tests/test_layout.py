@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 ROOT_MODULES = frozenset({"main", "db", "models", "schemas", "settings"})
 # Third-party packages a part must not use: task rules and database plumbing know nothing of HTTP.
 FORBIDDEN_LIBRARIES = {"tasks": ("fastapi", "starlette"), "database": ("fastapi", "starlette")}
-NOT_APPLICATION_CODE = frozenset({"tests", "alembic", "benchmarks", "fuzz", ".venv"})
+NOT_APPLICATION_CODE = frozenset({"tests", "alembic", "benchmarks", "fuzz", "clients", ".venv"})
 
 
 def part_of(module: str) -> str:
@@ -47,6 +47,8 @@ def application_modules(root: Path = ROOT) -> dict[str, Path]:
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root)
         if relative.parts[0] in NOT_APPLICATION_CODE or relative.parts[0].startswith("."):
+            continue
+        if "node_modules" in relative.parts:  # an npm package may ship Python files
             continue
         names = list(relative.with_suffix("").parts)
         if names[-1] == "__init__":
@@ -173,6 +175,14 @@ class TestTheChecks:
         assert wrong_arrows({"db": {"schemas"}}, layer_of()) == [
             "db -> schemas: db may not import schemas"
         ]
+
+    def test_only_application_code_is_read(self, tmp_path: Path) -> None:
+        for name in ("main.py", "web/docs.py", "web/node_modules/x/setup.py", "clients/a.py"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text("")
+        (tmp_path / "tests").mkdir()
+        (tmp_path / "tests/test_x.py").write_text("")
+        assert set(application_modules(tmp_path)) == {"main", "web.docs"}
 
     def test_relative_imports_are_resolved(self) -> None:
         source = "from . import listing\nfrom ..models import Task\n"

@@ -71,8 +71,9 @@ class TestSignup:
     @pytest.mark.parametrize(
         ("password", "reason"),
         [
-            ("short", "at least 8 bytes"),
-            ("x" * 73, "at most 72 bytes"),
+            ("short", "at least 8 characters"),
+            ("日本語のパス", "at least 8 characters"),  # 6 characters, 18 bytes
+            ("x" * 73, "at most 72 characters"),
             ("é" * 37, "at most 72 bytes"),  # 37 characters, 74 bytes
             ("password\x00suffix", "NUL"),
         ],

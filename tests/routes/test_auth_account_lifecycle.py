@@ -129,7 +129,7 @@ class TestChangePassword:
             headers=account.headers,
         )
         assert response.status_code == 422
-        assert "at least 8 bytes" in response.text
+        assert "at least 8 characters" in response.text
 
     async def test_is_not_cached(self, client: AsyncClient) -> None:
         account = await sign_up(client)

@@ -76,6 +76,7 @@ class TestCreateWithFields:
             {"tags": [""]},
             {"tags": ["   "]},
             {"tags": ["x" * 31]},
+            {"tags": ["İ" * 16]},  # 32 characters once lower-cased: the column holds 30
             {"tags": [f"t{i}" for i in range(11)]},
             {"tags": ["nul\x00"]},
             {"tags": [5]},

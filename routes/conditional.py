@@ -15,13 +15,18 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Header
+from pydantic import WithJsonSchema
 
 # RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
 ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
 TASK_TAG = re.compile(r"(\d{1,10})\.(\d{1,19})")
+# The documented syntax of If-Match / If-None-Match: `*`, or a comma-separated list of entity tags.
+ENTITY_TAG_LIST_FORMAT = "entity-tag-list"
+ENTITY_TAG_LIST_PATTERN = r'^\s*(\*|(W/)?"[\x21\x23-\x7e]*"(\s*,\s*(W/)?"[\x21\x23-\x7e]*")*)\s*$'
 # A version no task has: a tag this API did not issue can never match.
 NO_VERSION = -1
 CACHE_CONTROL = "private, no-cache"
+MAX_HEADER_LENGTH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +101,29 @@ def digest_tag(*parts: bytes | str) -> EntityTag:
     return EntityTag(digest.hexdigest())
 
 
+# Documented as a string (a header is never null), in the syntax the parser reads.
+ENTITY_TAG_LIST_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "format": ENTITY_TAG_LIST_FORMAT,
+        "pattern": ENTITY_TAG_LIST_PATTERN,
+        "maxLength": MAX_HEADER_LENGTH,
+    }
+)
 IfMatch = Annotated[
     str | None,
+    ENTITY_TAG_LIST_SCHEMA,
     Header(
         description="Only change the task if its current `ETag` is one of these (strong "
         "comparison); otherwise 412 with the current `ETag`.",
-        max_length=4096,
+        max_length=MAX_HEADER_LENGTH,
     ),
 ]
 IfNoneMatch = Annotated[
     str | None,
+    ENTITY_TAG_LIST_SCHEMA,
     Header(
         description="Answer 304 without a body when the current `ETag` is one of these.",
-        max_length=4096,
+        max_length=MAX_HEADER_LENGTH,
     ),
 ]

@@ -14,14 +14,17 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Header, HTTPException, Request, status
+from pydantic import WithJsonSchema
 
 from tasks.idempotency import IdempotencyKey
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
-# sf-string = DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE
-# unescaped = %x20-21 / %x23-5B / %x5D-7E
-SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+# sf-string = DQUOTE *( unescaped / "\\" ( DQUOTE / "\\" ) ) DQUOTE
+# unescaped = %x20-21 / %x23-5B / %x5D-7E; here 1 to 255 characters once unescaped. The same
+# pattern is the header's documented schema, so what OpenAPI allows is what is accepted.
+KEY_PATTERN = r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"$'
+SF_STRING = re.compile(KEY_PATTERN)
 INVALID_KEY = (
     "Idempotency-Key must be a structured-field string: 1 to 255 printable ASCII characters "
     'in double quotes, e.g. Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"'
@@ -29,6 +32,7 @@ INVALID_KEY = (
 
 IdempotencyKeyHeader = Annotated[
     str | None,
+    WithJsonSchema({"type": "string", "pattern": KEY_PATTERN, "maxLength": 2 * MAX_KEY_LENGTH + 2}),
     Header(
         description="Makes the request safe to retry for 24 hours: a retry with the same key "
         "and the same request replays the first answer (`Idempotent-Replayed: true`). A quoted "
@@ -40,13 +44,10 @@ IdempotencyKeyHeader = Annotated[
 
 def parse_key(value: str) -> str:
     """The key inside a structured-field string; 400 when it is not one."""
-    match = SF_STRING.fullmatch(value.strip(" "))
-    if match is None:
+    value = value.strip()
+    if SF_STRING.fullmatch(value) is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=INVALID_KEY)
-    key = re.sub(r"\\(.)", r"\1", match.group(1))
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=INVALID_KEY)
-    return key
+    return re.sub(r"\\(.)", r"\1", value[1:-1])
 
 
 async def read_idempotency_key(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, WithJsonSchema
 
 from auth.dependencies import TaskScope
 from db import DatabaseDep
@@ -266,6 +266,7 @@ async def task_changes(
     db: DatabaseDep,
     since: Annotated[
         str | None,
+        WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
         Query(
             max_length=MAX_CURSOR_LENGTH,
             description="A `cursor` from an earlier answer; without it, every current task "

@@ -58,11 +58,26 @@ def task_rule_errors() -> Iterator[None]:
 
 
 class ReadableTool(Tool):
-    """A tool whose anticipated failures reach the model as their own message, unprefixed."""
+    """A tool whose anticipated failures reach the model as their own message, unprefixed, and
+    that refuses arguments it does not take (pydantic would drop them silently: a model that
+    passes `completed: true` to `update_task` must hear that nothing of the sort happened)."""
+
+    @classmethod
+    def from_function(cls, *args: Any, **kwargs: Any) -> ReadableTool:
+        tool = super().from_function(*args, **kwargs)
+        tool.parameters["additionalProperties"] = False
+        return tool
 
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
     ) -> Any:
+        unknown = sorted(set(arguments) - set(self.parameters.get("properties", {})))
+        if unknown:
+            takes = ", ".join(self.parameters.get("properties", {}))
+            raise ToolError(
+                f"Unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                f"{self.name} takes {takes}"
+            )
         try:
             return await super().run(arguments, context, convert_result=convert_result)
         except UnexpectedToolError:

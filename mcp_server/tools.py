@@ -54,12 +54,12 @@ def _not_a_boolean(value: Any) -> Any:
 
 TaskId = Annotated[
     int,
-    BeforeValidator(_not_a_boolean),
     Field(
         ge=1,
         le=TASK_ID_MAX,
         description="The task's id: `task_id` from add_task, or `id` from list_tasks.",
     ),
+    BeforeValidator(_not_a_boolean),
 ]
 Title = Annotated[TitleValue, Field(description="A short title, 1 to 200 characters.")]
 TaskDescription = Annotated[

@@ -308,3 +308,20 @@ class TestMcp:
     def test_unusable_values_are_one_line_errors(self, name: str, value: str) -> None:
         with pytest.raises(ConfigurationError, match=name.upper()):
             load_settings(**{name: value})
+
+
+class TestDocumented:
+    UNDOCUMENTED = frozenset({"app_name"})
+
+    def test_every_setting_is_in_env_example_and_the_readme(self) -> None:
+        """`.env.example` and the README's Configuration table name every variable."""
+        from settings import Settings
+
+        env_example = (PROJECT_ROOT / ".env.example").read_text()
+        readme = (PROJECT_ROOT / "README.md").read_text()
+        configuration = readme[readme.index("## Configuration") :]
+        configuration = configuration[: configuration.index("\n## ", 1)]
+        for name in sorted(set(Settings.model_fields) - self.UNDOCUMENTED):
+            variable = name.upper()
+            assert f"\n{variable}=" in env_example, variable
+            assert f"`{variable}`" in configuration, variable

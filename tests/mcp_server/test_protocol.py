@@ -156,6 +156,21 @@ class TestHttpEdge:
             response = await http.post("/mcp", content=big)
         assert response.status_code == 413
 
+    async def test_streamed_bodies_over_the_limit_are_413_too(
+        self, app: FastAPI, alice: Account
+    ) -> None:
+        """Counted as they arrive (no Content-Length): the app's limit, not a 500."""
+
+        async def chunks():
+            yield b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"title": "'
+            for _ in range(10):
+                yield b"x" * 10_000
+            yield b'"}}'
+
+        async with mcp_http(app, alice.token, **POST_HEADERS) as http:
+            response = await http.post("/mcp", content=chunks())
+        assert response.status_code == 413
+
     async def test_not_in_the_openapi_document(self, client: AsyncClient) -> None:
         paths = (await client.get("/openapi.json")).json()["paths"]
         assert not [path for path in paths if "mcp" in path or "well-known" in path]

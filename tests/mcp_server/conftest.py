@@ -16,9 +16,14 @@ from fastapi import FastAPI
 from mcp.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.types import CallToolResult
 
-from tests.helpers import bearer
+from auth.scope import OwnerScope
+from mcp_server import McpEndpoint
+from mcp_server.auth import OwnerAccessToken
+from tests.helpers import Account, bearer
 
 # The default allowlist answers requests addressed to localhost (as a local agent sends them).
 BASE_URL = "http://localhost"
@@ -93,3 +98,28 @@ INITIALIZE = rpc(
         "clientInfo": {"name": "raw-http", "version": "1"},
     },
 )
+
+
+async def call_past_the_door(
+    app: FastAPI, account: Account, name: str, arguments: dict[str, Any]
+) -> Any:
+    """Call a tool as if the HTTP layer had just admitted `account`'s token, whatever happened
+    to it since (to reach what the tools do after the door: the in-statement guard, outages).
+    Raises the `ToolError` the model would read."""
+    endpoint = next(
+        route.endpoint for route in app.routes if getattr(route, "path", None) == "/mcp"
+    )
+    assert isinstance(endpoint, McpEndpoint)
+    claims = await app.state.token_verifier.verify(account.token)
+    token = OwnerAccessToken(
+        token=account.token,
+        client_id=account.id,
+        subject=account.id,
+        scopes=[],
+        owner=OwnerScope.of(claims),
+    )
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        return await endpoint.server.call_tool(name, arguments)
+    finally:
+        auth_context_var.reset(reset)

@@ -9,19 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver.exceptions import ToolError
 
-from auth.scope import OwnerScope
-from mcp_server import McpEndpoint
-from mcp_server.auth import OwnerAccessToken
 from mcp_server.errors import TOKEN_REVOKED
 from tests.auth.test_jwks import SUB, JWKSServer, SigningKey, claims
 from tests.helpers import PASSWORD, Account, bearer, create_task, frontend_token
 from tests.mcp_server.conftest import (
     INITIALIZE,
     JSON_AND_SSE,
+    call_past_the_door,
     error_text,
     mcp_http,
     mcp_session,
@@ -86,24 +82,8 @@ class TestRefused:
         """The guard rides in every task statement too: a tool call that passed the door with
         a token revoked a moment later writes nothing and says why."""
         assert (await client.post("/api/auth/logout", headers=alice.headers)).status_code == 200
-        endpoint = next(
-            route.endpoint for route in app.routes if getattr(route, "path", None) == "/mcp"
-        )
-        assert isinstance(endpoint, McpEndpoint)
-        verified = await app.state.token_verifier.verify(alice.token)
-        token = OwnerAccessToken(
-            token=alice.token,
-            client_id=alice.id,
-            subject=alice.id,
-            scopes=[],
-            owner=OwnerScope.of(verified),
-        )
-        reset = auth_context_var.set(AuthenticatedUser(token))
-        try:
-            with pytest.raises(ToolError) as refused:
-                await endpoint.server.call_tool("add_task", {"title": "Too late"})
-        finally:
-            auth_context_var.reset(reset)
+        with pytest.raises(ToolError) as refused:
+            await call_past_the_door(app, alice, "add_task", {"title": "Too late"})
         assert str(refused.value) == TOKEN_REVOKED
         fresh = await client.post(
             "/api/auth/login", json={"email": alice.email, "password": PASSWORD}

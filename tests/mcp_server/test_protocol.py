@@ -4,11 +4,15 @@ edge (stateless, no redirect, no stream on GET), and its absence from the OpenAP
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from main import create_app
+from settings import Settings
+from tests.conftest import serving
 from tests.helpers import Account
 from tests.mcp_server.conftest import (
     INITIALIZE,
@@ -58,6 +62,20 @@ class TestHandshake:
         assert call.status_code == 200
         assert call.headers["content-type"].startswith("text/event-stream")
         assert '"status":"created"' in call.text
+
+
+async def test_the_app_can_be_started_again(settings: Settings) -> None:
+    """The SDK's session manager runs once; a second lifespan of the same app gets a new one."""
+    application = create_app(settings)
+    for attempt in ("first", "second"):
+        async with serving(application), mcp_http(application) as http:
+            signup = await http.post(
+                "/api/auth/signup",
+                json={"email": f"{attempt}-{uuid.uuid4().hex}@example.com", "password": "pass1234"},
+            )
+        token = signup.json()["access_token"]
+        async with serving(application), mcp_session(application, token) as session:
+            assert {tool.name for tool in (await session.list_tools()).tools} == TOOLS
 
 
 class TestToolList:

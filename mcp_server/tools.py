@@ -25,7 +25,16 @@ from db import Database
 from mcp_server.auth import current_owner
 from mcp_server.errors import ReadableTool, invalid, task_rule_errors
 from models import MAX_TAGS, TAG_MAX_LENGTH, Priority, Recurrence
-from schemas import Description, Moment, SearchText, Tag, TaskCreate, TaskStatusFilter, TaskUpdate
+from schemas import (
+    Description,
+    Moment,
+    SearchText,
+    Tag,
+    Tags,
+    TaskCreate,
+    TaskStatusFilter,
+    TaskUpdate,
+)
 from schemas import DueAt as DueAtValue
 from schemas import Title as TitleValue
 from tasks import commands, queries
@@ -67,11 +76,10 @@ TaskDescription = Annotated[
 ]
 TaskPriority = Annotated[Priority | None, Field(description="`low`, `medium` or `high`.")]
 TaskTags = Annotated[
-    list[Tag] | None,
+    Tags | None,
     Field(
-        max_length=MAX_TAGS,
         description=f"Up to {MAX_TAGS} labels of 1 to {TAG_MAX_LENGTH} characters, e.g. "
-        '["work", "errands"]; stored lower-case.',
+        '["work", "errands"]; stored lower-case, without duplicates.',
     ),
 ]
 DueAt = Annotated[
@@ -324,10 +332,7 @@ class TaskTools:
         ] = None,
         priority: TaskPriority = None,
         tags: Annotated[
-            list[Tag] | None,
-            Field(
-                max_length=MAX_TAGS, description="Replaces all the task's tags; [] removes them."
-            ),
+            Tags | None, Field(description="Replaces all the task's tags; [] removes them.")
         ] = None,
         due_at: Annotated[
             DueAtValue | None,

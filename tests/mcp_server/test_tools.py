@@ -69,6 +69,18 @@ class TestAddTask:
         assert task["due_at"] == "2030-01-31T08:00:00Z"
         assert task["recurrence"] == "monthly"
 
+    async def test_tags_are_counted_after_deduplication_as_in_rest(
+        self, app: FastAPI, client: AsyncClient, alice: Account
+    ) -> None:
+        tags = [f"t{n}" for n in range(10)] + ["T0", " t1 "]
+        result = await _call(app, alice, "add_task", {"title": "Tagged", "tags": tags})
+        task = await _rest_task(client, alice, structured(result)["task_id"])
+        assert task["tags"] == [f"t{n}" for n in range(10)]
+        rest = await client.post(
+            alice.tasks_url, json={"title": "Tagged", "tags": tags}, headers=alice.headers
+        )
+        assert rest.status_code == 201
+
     @pytest.mark.parametrize(
         ("arguments", "message"),
         [
@@ -80,7 +92,10 @@ class TestAddTask:
             ({"title": 42}, "title: Input should be a valid string"),
             ({"title": "a", "description": "d" * 1001}, "description: String should have at most"),
             ({"title": "a", "priority": "urgent"}, "priority: Input should be 'low', 'medium'"),
-            ({"title": "a", "tags": [f"t{n}" for n in range(11)]}, "tags: List should have at"),
+            (
+                {"title": "a", "tags": [f"t{n}" for n in range(11)]},
+                "tags: at most 10 distinct tags",
+            ),
             ({"title": "a", "tags": ["x" * 31]}, "tags.0: String should have at most 30"),
             ({"title": "a", "due_at": "2030-01-31T09:00:00"}, "due_at: Input should have timezone"),
             ({"title": "a", "due_at": "next tuesday"}, "due_at: Input should be a valid datetime"),

@@ -19,6 +19,7 @@ from db import (
     create_tables,
     ensure_schema_migrated,
 )
+from mcp_server import McpEndpoint
 from routes import auth, meta, tasks
 from routes.errors import install_task_error_handlers
 from routes.responses import document_body_errors
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ensure_schema_migrated(engine)
         await app.state.password_hasher.prepare()
         try:
-            yield
+            # A mounted app's own lifespan never runs: the MCP session manager runs in this one.
+            async with mcp.running():
+                yield
         finally:
             await engine.dispose()
 
@@ -81,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.token_verifier = build_token_verifier(settings, app.state.token_service)
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+    mcp = McpEndpoint(
+        settings, app.state.token_verifier, lambda: app.state.database, version=VERSION
+    )
 
     app.add_middleware(
         CORSMiddleware,
@@ -99,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
+    # `/mcp` (Streamable HTTP) and its protected-resource metadata; not in /openapi.json.
+    app.router.routes.extend(mcp.routes())
     document_body_errors(app)
     install_docs(app)
     return app

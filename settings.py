@@ -51,6 +51,14 @@ BETTER_AUTH_BASE_PATH = "/api/auth"
 BETTER_AUTH_JWKS_ENDPOINT = "/jwks"
 BETTER_AUTH_JWKS_PATH = BETTER_AUTH_BASE_PATH + BETTER_AUTH_JWKS_ENDPOINT
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# What the MCP endpoint answers by default: requests addressed to this machine, with or without a
+# port (the SDK's own default allowlist, plus the port-less forms), and pages served from it.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+MCP_DEFAULT_ALLOWED_HOSTS = [spelling for host in LOCAL_HOSTS for spelling in (host, f"{host}:*")]
+MCP_DEFAULT_ALLOWED_ORIGINS = [
+    spelling for host in LOCAL_HOSTS for spelling in (f"http://{host}", f"http://{host}:*")
+]
+MCP_ANY_HOST = "*"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -118,6 +126,10 @@ class Settings(BaseSettings):
     idempotency_key_lifetime_hours: int = Field(default=24, ge=1)
     require_if_match: bool = False
 
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = MCP_DEFAULT_ALLOWED_HOSTS
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = MCP_DEFAULT_ALLOWED_ORIGINS
+    mcp_resource_url: str = "http://localhost:8000/mcp"
+
     login_max_failures_per_email: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
@@ -163,6 +175,60 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_mcp_values(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+            if not value:  # empty: the default
+                return (
+                    MCP_DEFAULT_ALLOWED_HOSTS
+                    if info.field_name == "mcp_allowed_hosts"
+                    else MCP_DEFAULT_ALLOWED_ORIGINS
+                )
+        if isinstance(value, list | tuple):
+            return [part.strip().rstrip("/") if isinstance(part, str) else part for part in value]
+        return value
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins")
+    @classmethod
+    def _mcp_values(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """Host and Origin header values, compared exactly; `name:*` allows any port."""
+        for part in value:
+            if not part or any(char.isspace() or not char.isprintable() for char in part):
+                raise ValueError("each value must be non-empty, without spaces or control chars")
+            if info.field_name == "mcp_allowed_origins":
+                if not part.lower().startswith(("http://", "https://")):
+                    raise ValueError(
+                        f"{part!r} is not an origin (http://host[:port] or https://...)"
+                    )
+            elif "/" in part:
+                raise ValueError(f"{part!r} is not a Host header value (host[:port], no scheme)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("mcp_resource_url", mode="before")
+    @classmethod
+    def _resource_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().rstrip("/")
+            try:
+                parts = urlsplit(value)
+                _ = parts.port
+            except ValueError:
+                parts = None
+            if (
+                parts is None
+                or parts.scheme.lower() not in DEFAULT_PORTS
+                or not parts.hostname
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    "must be the public http:// or https:// URL of the MCP endpoint, without a "
+                    "query string or fragment (e.g. https://api.example.com/mcp)"
+                )
         return value
 
     @field_validator("trusted_proxies", mode="before")
@@ -249,6 +315,23 @@ class Settings(BaseSettings):
             return tuple(self.better_auth_audience)
         origin = self.better_auth_origin
         return (origin,) if origin else ()
+
+    @property
+    def mcp_host_protection(self) -> bool:
+        """Whether `/mcp` checks Host and Origin (DNS-rebinding protection); `MCP_ALLOWED_HOSTS=*`
+        turns it off, for a reverse proxy that already controls the Host header."""
+        return MCP_ANY_HOST not in self.mcp_allowed_hosts
+
+    @property
+    def mcp_origins(self) -> list[str]:
+        """The browser origins `/mcp` accepts: `MCP_ALLOWED_ORIGINS` and the CORS origins."""
+        return list(dict.fromkeys([*self.mcp_allowed_origins, *self.cors_allowed_origins]))
+
+    @property
+    def mcp_authorization_server(self) -> str:
+        """Where the tokens `/mcp` accepts come from, for its protected-resource metadata:
+        Better Auth when it is configured, else this API (`POST /api/auth/login`)."""
+        return self.better_auth_url or url_origin(self.mcp_resource_url)
 
     @property
     def is_production(self) -> bool:

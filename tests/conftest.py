@@ -13,7 +13,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 import pytest
@@ -131,10 +131,37 @@ async def _empty_all_tables(app: FastAPI) -> None:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@asynccontextmanager
+async def serving(application: FastAPI) -> AsyncIterator[FastAPI]:
+    """The app's lifespan, entered and left in a task of its own, as uvicorn runs it.
+
+    pytest-asyncio finalizes a fixture in another task than the one that set it up, and the MCP
+    session manager's task group (started in the lifespan) must end in the task that began it.
+    """
+    started = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def lifespan() -> None:
+        async with application.router.lifespan_context(application):
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # the startup failed: raise its error here
+        waiter.cancel()
+        task.result()
+    try:
+        yield application
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.fixture
 async def app(settings: Settings, postgres_url: str | None) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with serving(create_app(settings)) as application:
         if postgres_url:
             await _empty_all_tables(application)
         yield application

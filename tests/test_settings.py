@@ -257,3 +257,71 @@ class TestBetterAuthClaims:
             better_auth_url="https://app.example.com", better_auth_jwks_url=url
         )
         assert settings.jwks_url == url
+
+
+class TestMcp:
+    def test_defaults_answer_this_machine_and_the_cors_origins(self) -> None:
+        settings = load_settings(cors_allowed_origins="https://app.example.com")
+        assert settings.mcp_host_protection is True
+        assert {"localhost", "localhost:*", "127.0.0.1:*", "[::1]:*"} <= set(
+            settings.mcp_allowed_hosts
+        )
+        assert "http://localhost:*" in settings.mcp_origins
+        assert "https://app.example.com" in settings.mcp_origins
+        assert settings.mcp_resource_url == "http://localhost:8000/mcp"
+        assert settings.mcp_authorization_server == "http://localhost:8000"
+
+    def test_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MCP_ALLOWED_HOSTS", " api.example.com , api.example.com:* ")
+        monkeypatch.setenv("MCP_ALLOWED_ORIGINS", "https://agent.example.com/")
+        monkeypatch.setenv("MCP_RESOURCE_URL", "https://API.example.com/mcp/")
+        settings = load_settings()
+        assert settings.mcp_allowed_hosts == ["api.example.com", "api.example.com:*"]
+        assert settings.mcp_allowed_origins == ["https://agent.example.com"]
+        assert settings.mcp_resource_url == "https://API.example.com/mcp"
+        assert settings.mcp_authorization_server == "https://api.example.com"
+
+    def test_a_star_turns_the_host_check_off(self) -> None:
+        assert load_settings(mcp_allowed_hosts="*").mcp_host_protection is False
+
+    def test_empty_values_mean_the_defaults(self) -> None:
+        settings = load_settings(mcp_allowed_hosts=" ", mcp_allowed_origins="")
+        assert settings.mcp_allowed_hosts == load_settings().mcp_allowed_hosts
+        assert settings.mcp_allowed_origins == load_settings().mcp_allowed_origins
+
+    def test_better_auth_is_the_authorization_server_when_set(self) -> None:
+        settings = load_settings(better_auth_url="https://app.example.com")
+        assert settings.mcp_authorization_server == "https://app.example.com"
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("mcp_allowed_hosts", "https://api.example.com"),
+            ("mcp_allowed_hosts", "api example.com"),
+            ("mcp_allowed_origins", "api.example.com"),
+            ("mcp_resource_url", "api.example.com/mcp"),
+            ("mcp_resource_url", "ftp://api.example.com/mcp"),
+            ("mcp_resource_url", "https://api.example.com/mcp?x=1"),
+            ("mcp_resource_url", "https://api.example.com:99999/mcp"),
+        ],
+    )
+    def test_unusable_values_are_one_line_errors(self, name: str, value: str) -> None:
+        with pytest.raises(ConfigurationError, match=name.upper()):
+            load_settings(**{name: value})
+
+
+class TestDocumented:
+    UNDOCUMENTED = frozenset({"app_name"})
+
+    def test_every_setting_is_in_env_example_and_the_readme(self) -> None:
+        """`.env.example` and the README's Configuration table name every variable."""
+        from settings import Settings
+
+        env_example = (PROJECT_ROOT / ".env.example").read_text()
+        readme = (PROJECT_ROOT / "README.md").read_text()
+        configuration = readme[readme.index("## Configuration") :]
+        configuration = configuration[: configuration.index("\n## ", 1)]
+        for name in sorted(set(Settings.model_fields) - self.UNDOCUMENTED):
+            variable = name.upper()
+            assert f"\n{variable}=" in env_example, variable
+            assert f"`{variable}`" in configuration, variable

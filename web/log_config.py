@@ -10,6 +10,9 @@ PARAMETER_LOGGERS = ("aiosqlite",)
 # uvicorn's own access line repeats ours (`todo.access`) with the raw path and query string,
 # which may carry ids; one structured line per request is enough.
 SUPERSEDED_LOGGERS = ("uvicorn.access",)
+# The MCP SDK's transport says INFO "Terminating session: None" after every stateless request;
+# `todo.access` already has that request's line. Its warnings (a refused Host) still show.
+CHATTY_LOGGERS = ("mcp.server.streamable_http",)
 
 
 def configure_logging(level: str) -> None:
@@ -20,3 +23,7 @@ def configure_logging(level: str) -> None:
             logger.setLevel(logging.INFO)
     for name in SUPERSEDED_LOGGERS:
         logging.getLogger(name).disabled = True
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)

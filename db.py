@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated, Any
@@ -117,6 +117,22 @@ def database_target(settings: Settings) -> DatabaseTarget:
     return replace(target, connect_args=connect_args)
 
 
+def listen_target(settings: Settings) -> DatabaseTarget | None:
+    """Where to LISTEN for other processes' changes: a direct PostgreSQL connection, never one
+    through a transaction pooler (it drops LISTEN). `DATABASE_DIRECT_URL`, else a Neon pooled
+    host without its `-pooler`, else the database itself; None on SQLite, or behind another
+    pooler without `DATABASE_DIRECT_URL` (streams then only see other processes' writes when
+    they look again on their own)."""
+    if settings.database_direct_url:
+        return parse_database_url(settings.database_direct_url)
+    target = parse_database_url(settings.database_url)
+    if not target.is_postgres:
+        return None
+    if target.behind_pooler:
+        return target.without_pooler()
+    return None if settings.db_pooler else target
+
+
 def create_engine_for(settings: Settings) -> AsyncEngine:
     """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes."""
     target = database_target(settings)
@@ -177,6 +193,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine, *, autocommit_statements: bool) -> None:
         self.engine = engine
+        self._change_listeners: list[Callable[[str], None]] = []
         self.is_postgresql = engine.dialect.name == "postgresql"
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._statement_engine = (
@@ -195,6 +212,15 @@ class Database:
         target = database_target(settings)
         pooled = settings.db_pooler or target.behind_pooler
         return cls(engine, autocommit_statements=target.is_postgres and not pooled)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(owner id)` after each committed write of an owner's tasks."""
+        self._change_listeners.append(listener)
+
+    def changed(self, user_id: str) -> None:
+        """A write of `user_id`'s tasks committed (in this process)."""
+        for listener in self._change_listeners:
+            listener(user_id)
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,9 +19,13 @@ from db import (
     create_sessionmaker,
     create_tables,
     ensure_schema_migrated,
+    listen_target,
 )
+from live.broker import ChangeBroker
+from live.listener import ChangeListener
+from live.shutdown import on_termination
 from mcp_server import McpEndpoint
-from routes import auth, meta, tasks
+from routes import auth, events, meta, tasks
 from routes.errors import install_task_error_handlers
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
@@ -29,6 +34,8 @@ from web.docs import install_docs
 from web.errors import install_exception_handlers
 from web.log_config import configure_logging
 from web.request_context import RequestContextMiddleware
+
+logger = logging.getLogger("todo.app")
 
 VERSION = "1.0.0"
 EXPOSED_HEADERS = [
@@ -59,11 +66,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             await ensure_schema_migrated(engine)
         await app.state.password_hasher.prepare()
+        broker = app.state.broker = ChangeBroker(settings.events_max_streams_per_user)
+        app.state.database.on_change(broker.publish)
+        target = listen_target(settings)
+        listener = ChangeListener(target, broker) if target is not None else None
+        if listener is not None:
+            listener.start()
+        elif engine.dialect.name == "postgresql":
+            logger.warning(
+                "behind a transaction pooler without DATABASE_DIRECT_URL: live events see other "
+                "instances' changes only when a stream looks again (every 15 s)"
+            )
         try:
             # A mounted app's own lifespan never runs: the MCP session manager runs in this one.
-            async with mcp.running():
-                yield
+            with on_termination(broker.close):
+                async with mcp.running():
+                    yield
         finally:
+            broker.close()
+            if listener is not None:
+                await listener.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -105,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(auth.router)
     app.include_router(tasks.router)
+    app.include_router(events.router)
     # `/mcp` (Streamable HTTP) and its protected-resource metadata; not in /openapi.json.
     app.router.routes.extend(mcp.routes())
     document_body_errors(app)

@@ -399,6 +399,13 @@ class TaskChanges(BaseModel):
     has_more: bool = Field(description="More changes wait: call again with `cursor` at once.")
 
 
+class EventTicket(BaseModel):
+    """A single-use ticket for `GET …/events?ticket=` (for EventSource, which sends no headers)."""
+
+    ticket: str
+    expires_in: int = Field(description="Seconds the ticket stays valid (single use).")
+
+
 class RootInfo(BaseModel):
     name: str
     version: str

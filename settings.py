@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     cors_allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     change_log_retention_days: int = Field(default=30, ge=1)
+    database_direct_url: str | None = None
+    events_max_streams_per_user: int = Field(default=20, ge=1)
     idempotency_key_lifetime_hours: int = Field(default=24, ge=1)
     require_if_match: bool = False
 
@@ -151,6 +153,20 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("database_direct_url", mode="before")
+    @classmethod
+    def _direct_url_or_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            try:
+                target = parse_database_url(value)
+            except DatabaseURLError as exc:
+                raise ValueError(str(exc).replace("DATABASE_URL", "DATABASE_DIRECT_URL")) from None
+            if not target.is_postgres:
+                raise ValueError("must be a PostgreSQL URL (it is only used to LISTEN)")
+        return value
 
     @field_validator("database_url")
     @classmethod

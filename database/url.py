@@ -78,6 +78,15 @@ class DatabaseTarget:
     def is_postgres(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
 
+    def without_pooler(self) -> DatabaseTarget:
+        """The direct endpoint of a Neon pooled one: the same host without `-pooler`."""
+        host = (self.url.host or "").replace(POOLER_HOST_MARKER, "", 1)
+        return DatabaseTarget(url=self.url.set(host=host), connect_args=dict(self.connect_args))
+
+    def asyncpg_dsn(self) -> str:
+        """The URL as asyncpg's own `connect()` takes it."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @property
     def behind_pooler(self) -> bool:
         """Neon names its PgBouncer endpoints `ep-<name>-pooler.<region>...`."""

@@ -407,6 +407,7 @@ async def create_task(
             _raise_for(row, None)
             async with db.read() as connection:
                 await _explain_missing(connection, params, with_target=False)
+        db.changed(scope.user_id)
         return TaskWrite(row)
     async with db.transaction() as connection:
         record = await _sqlite_prelude(connection, params, idempotency)
@@ -419,6 +420,7 @@ async def create_task(
         await _log(connection, [task], ChangeKind.created, seq, params["now"])
         write = TaskWrite(task)
         await _sqlite_record(connection, params, idempotency, CREATED, write)
+    db.changed(scope.user_id)
     return write
 
 
@@ -565,6 +567,7 @@ async def update_task(
                 await _explain_missing(
                     connection, params, with_target=True, expected_versions=expected_versions
                 )
+        db.changed(scope.user_id)
         return TaskWrite(row, getattr(row, "successor_id", None))
     async with db.transaction() as connection:
         record = await _sqlite_prelude(connection, params, idempotency)
@@ -599,6 +602,7 @@ async def update_task(
         await _log(connection, changed, ChangeKind.updated, seq, params["now"])
         write = TaskWrite(task, successor_id)
         await _sqlite_record(connection, params, idempotency, UPDATED, write)
+    db.changed(scope.user_id)
     return write
 
 
@@ -668,6 +672,7 @@ async def delete_task(
                 await _explain_missing(
                     connection, params, with_target=True, expected_versions=expected_versions
                 )
+        db.changed(scope.user_id)
         return TaskWrite(row)
     async with db.transaction() as connection:
         record = await _sqlite_prelude(connection, params, idempotency)
@@ -695,6 +700,7 @@ async def delete_task(
         await _log(connection, unlinked, ChangeKind.updated, seq, params["now"])
         write = TaskWrite(task)
         await _sqlite_record(connection, params, idempotency, DELETED, write)
+    db.changed(scope.user_id)
     return write
 
 
@@ -750,6 +756,8 @@ async def delete_completed_tasks(
             return await _replay(db, row, idempotency, params)  # type: ignore[arg-type]
         if not row.allowed:
             raise TokenRevoked
+        if row.deleted:
+            db.changed(scope.user_id)
         return TaskWrite(deleted_count=row.deleted)
     async with db.transaction() as connection:
         record = await _sqlite_prelude(connection, params, idempotency)
@@ -774,6 +782,7 @@ async def delete_completed_tasks(
             await _log(connection, unlinked, ChangeKind.updated, seq, params["now"])
         write = TaskWrite(deleted_count=len(deleted))
         await _sqlite_record(connection, params, idempotency, DELETED, write)
+    db.changed(scope.user_id)
     return write
 
 

@@ -197,3 +197,14 @@ async def read_log(db: Database, scope: OwnerScope, after: Cursor, limit: int) -
     return [
         LogEntry(Cursor(row.seq, row.id), ChangeKind(row.kind), _task_fields(row)) for row in rows
     ]
+
+
+async def stream_start(db: Database, scope: OwnerScope, since: Cursor | None) -> Cursor:
+    """Where a live stream starts: after `since`, or at the log's current end.
+
+    Raises `TokenRevoked`, or `CursorExpired` when the log no longer reaches back to `since`.
+    """
+    params = scope.params()
+    async with db.read() as connection:
+        explanation = await _explain_empty(connection, params, since)
+    return since if since is not None else Cursor(explanation.state)

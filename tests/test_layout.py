@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("web",),
     ("auth",),
     ("tasks",),
+    ("live",),
     ("routes", "mcp_server"),
     ("main",),
 )
@@ -31,6 +32,7 @@ ROOT_MODULES = frozenset({"main", "db", "models", "schemas", "settings"})
 # Third-party packages a part must not use: task rules and database plumbing know nothing of HTTP.
 FORBIDDEN_LIBRARIES = {
     "tasks": ("fastapi", "starlette", "mcp"),
+    "live": ("fastapi", "starlette", "mcp"),
     "database": ("fastapi", "starlette", "mcp"),
     # The MCP endpoint is not a FastAPI router: it reaches the task rules through the SDK only.
     "mcp_server": ("fastapi",),

@@ -29,6 +29,8 @@ LONGEST_RETRY_SECONDS = 30.0
 # A connection lost without a word (a network gone, a suspended compute) shows at the next ping.
 PING_EVERY_SECONDS = 15.0
 PING_TIMEOUT_SECONDS = 5.0
+# The listener's `application_name` in pg_stat_activity.
+LISTENER_NAME = "todo-listener"
 
 
 class ChangeListener:
@@ -57,9 +59,13 @@ class ChangeListener:
         arguments = {
             key: value
             for key, value in self.target.connect_args.items()
-            if key in ("ssl", "timeout", "direct_tls", "server_settings")
+            if key in ("ssl", "timeout", "direct_tls")
         }
-        return await asyncpg.connect(self.target.asyncpg_dsn(), **arguments)
+        return await asyncpg.connect(
+            self.target.asyncpg_dsn(),
+            server_settings={"application_name": LISTENER_NAME},
+            **arguments,
+        )
 
     async def _run(self) -> None:
         delay = FIRST_RETRY_SECONDS

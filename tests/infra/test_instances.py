@@ -99,3 +99,30 @@ async def test_concurrent_toggles_split_across_both_stay_atomic(
     # Every toggle flipped the state the one before it left, whichever process served it.
     assert outcomes == Counter({True: TOGGLES // 2, False: TOGGLES // 2})
     assert final.json()["completed"] is False
+
+
+async def test_a_retry_on_the_other_replays_the_first_answer(
+    two_instances: tuple[RunningApp, RunningApp],
+) -> None:
+    """An Idempotency-Key's record lives in the database: a retry that lands on the other
+    process replays the first answer instead of creating a second task."""
+    first, second = two_instances
+    async with httpx.AsyncClient(timeout=30) as http:
+        signup = await http.post(
+            f"{first.base_url}/api/auth/signup",
+            json={"email": "retries@example.com", "password": "password123"},
+        )
+        body = signup.json()
+        headers = {**_bearer(body["access_token"]), "Idempotency-Key": '"retry-across"'}
+        path = f"/api/{body['user_id']}/tasks"
+        original = await http.post(
+            f"{first.base_url}{path}", json={"title": "once"}, headers=headers
+        )
+        retry = await http.post(f"{second.base_url}{path}", json={"title": "once"}, headers=headers)
+        listed = await http.get(f"{second.base_url}{path}", headers=_bearer(body["access_token"]))
+    assert original.status_code == retry.status_code == 201
+    assert retry.json() == original.json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    # Absolute, under the host the retry was sent to.
+    assert httpx.URL(retry.headers["Location"]).path == httpx.URL(original.headers["Location"]).path
+    assert [task["title"] for task in listed.json()] == ["once"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,6 +32,7 @@ from routes import auth, events, meta, tasks
 from routes.errors import install_task_error_handlers
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
+from tasks.retention import keep_tidy
 from web.body_limit import BodySizeLimitMiddleware
 from web.docs import install_docs
 from web.errors import install_exception_handlers
@@ -77,12 +81,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "behind a transaction pooler without DATABASE_DIRECT_URL: live events see other "
                 "instances' changes only when a stream looks again (every 15 s)"
             )
+        retention = timedelta(days=settings.change_log_retention_days)
+        tidying = asyncio.create_task(keep_tidy(app.state.database, retention))
         try:
             # A mounted app's own lifespan never runs: the MCP session manager runs in this one.
             with on_termination(broker.close):
                 async with mcp.running():
                     yield
         finally:
+            tidying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tidying
             broker.close()
             if listener is not None:
                 await listener.stop()

@@ -399,6 +399,12 @@ class TaskChanges(BaseModel):
     has_more: bool = Field(description="More changes wait: call again with `cursor` at once.")
 
 
+class DeletedTask(BaseModel):
+    """The data of a `task.deleted` event."""
+
+    id: int
+
+
 class EventTicket(BaseModel):
     """A single-use ticket for `GET …/events?ticket=` (for EventSource, which sends no headers)."""
 

@@ -34,7 +34,7 @@ from live.broker import ChangeBroker, Subscription, TooManyStreams
 from models import USER_ID_MAX_LENGTH, ChangeKind
 from routes.responses import DATABASE_UNAVAILABLE, FORBIDDEN, UNAUTHORIZED, error
 from routes.tasks import MAX_CURSOR_LENGTH, parse_cursor
-from schemas import EventTicket, TaskRead
+from schemas import DeletedTask, EventTicket, TaskRead
 from tasks import feed
 from tasks.changelog import Cursor
 from tasks.errors import CursorExpired
@@ -168,9 +168,9 @@ StreamDep = Annotated[Stream, Depends(open_stream)]
 
 
 def _event(entry: feed.LogEntry) -> ServerSentEvent:
-    data: Any
+    data: TaskRead | DeletedTask
     if entry.kind is ChangeKind.deleted:
-        data = {"id": entry.task["id"]}
+        data = DeletedTask(id=entry.task["id"])
     else:
         data = TaskRead.model_validate(entry.task)
     return ServerSentEvent(event=f"task.{entry.kind.value}", id=entry.cursor.encode(), data=data)
@@ -187,12 +187,18 @@ async def _replay(db: Database, stream: Stream, cursor: Cursor) -> tuple[list[An
     "",
     response_class=EventSourceResponse,
     responses={
-        200: {"description": "`task.created`, `task.updated` and `task.deleted` events."},
+        200: {
+            "description": "`task.created`, `task.updated` and `task.deleted` events.",
+            # The body as a whole, for tools that read OpenAPI 3.1 (openapi-typescript): text.
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
         410: error("The cursor is older than the change log's retention: sync from scratch"),
         429: error("Too many open event streams for this user"),
     },
 )
-async def events(stream: StreamDep, db: DatabaseDep, broker: BrokerDep) -> AsyncIterable[Any]:
+async def events(
+    stream: StreamDep, db: DatabaseDep, broker: BrokerDep
+) -> AsyncIterable[TaskRead | DeletedTask]:
     """Server-Sent Events of the user's task changes: `task.created` and `task.updated` carry the
     task, `task.deleted` its id; each event's `id` is its log position (send it back as
     `Last-Event-ID` to resume). Authenticate with `Authorization: Bearer`, or with `?ticket=`

@@ -30,6 +30,7 @@ from live.shutdown import on_termination
 from mcp_server import McpEndpoint
 from routes import auth, events, meta, tasks
 from routes.errors import install_task_error_handlers
+from routes.idempotency import SealedBodies
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
 from tasks.retention import keep_tidy
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.token_verifier = build_token_verifier(settings, app.state.token_service)
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+    app.state.sealed_bodies = SealedBodies(settings.jwt_secret)
     mcp = McpEndpoint(
         settings, app.state.token_verifier, lambda: app.state.database, version=VERSION
     )

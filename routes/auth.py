@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from auth.brute_force import CredentialGuardDep
+from auth.brute_force import CredentialGuard, CredentialGuardDep
 from auth.dependencies import (
     CurrentClaims,
     PasswordHasherDep,
     TokenServiceDep,
 )
+from auth.passwords import PasswordHasher
+from auth.tokens import TokenService
 from database.types import utcnow
 from db import SessionDep, dialect_insert
 from models import RevokedToken, SubjectRevocation, User
+from routes.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, read_idempotency_key
 from routes.responses import (
     DATABASE_UNAVAILABLE,
     TOO_LARGE,
@@ -36,6 +40,7 @@ from schemas import (
     UserRead,
 )
 from tasks.commands import erase_owner
+from tasks.idempotency import check_fingerprint, claim, complete, release
 
 router = APIRouter(
     prefix="/api/auth", tags=["auth"], responses={**DATABASE_UNAVAILABLE, **TOO_LARGE}
@@ -64,7 +69,14 @@ def _token_response(tokens: TokenServiceDep, user: User) -> TokenResponse:
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses={409: error("An account with this email already exists"), **TOO_MANY_REQUESTS},
+    responses={
+        409: error(
+            "An account with this email already exists, or the first request with this "
+            "Idempotency-Key is still running"
+        ),
+        400: error("Idempotency-Key is not a quoted string of 1 to 255 printable characters"),
+        **TOO_MANY_REQUESTS,
+    },
 )
 async def signup(
     body: SignupRequest,
@@ -72,12 +84,52 @@ async def signup(
     hasher: PasswordHasherDep,
     tokens: TokenServiceDep,
     guard: CredentialGuardDep,
-) -> TokenResponse:
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
     """Create an account and return a token for it. Emails are case-insensitive.
 
     Attempts are limited per client address (`SIGNUP_MAX_PER_ADDRESS` per
-    `SIGNUP_WINDOW_SECONDS`); over the limit the answer is 429 with `Retry-After`.
+    `SIGNUP_WINDOW_SECONDS`); over the limit the answer is 429 with `Retry-After`. With an
+    `Idempotency-Key` (scoped by the client address) a retry replays the first answer; a retry
+    while the first is still running gets 409 with `Retry-After`.
     """
+    key = await read_idempotency_key(request, idempotency_key, f"addr:{guard.address}")
+    if key is None:
+        return await _create_account(body, session, hasher, tokens, guard)
+    now = utcnow()
+    params = {**key.params(now), "now": now}
+    record = await claim(await session.connection(), params)
+    await session.commit()
+    if record is not None:
+        check_fingerprint(record, key)
+        replayed = request.app.state.sealed_bodies.open(record.body or "")
+        if replayed is not None:
+            return Response(
+                replayed,
+                status_code=record.status,
+                media_type="application/json",
+                headers={REPLAYED_HEADER: "true"},
+            )
+    try:
+        answer = await _create_account(body, session, hasher, tokens, guard)
+    except BaseException:
+        await session.rollback()
+        await release(await session.connection(), params)
+        await session.commit()
+        raise
+    sealed = request.app.state.sealed_bodies.seal(answer.model_dump_json().encode())
+    await complete(await session.connection(), params, status.HTTP_201_CREATED, sealed)
+    return answer
+
+
+async def _create_account(
+    body: SignupRequest,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    tokens: TokenService,
+    guard: CredentialGuard,
+) -> TokenResponse:
     await guard.count_signup(session)
     password_hash = await hasher.hash(body.password)
     user = User(email=body.email, name=body.name or None, password_hash=password_hash)

@@ -8,11 +8,13 @@ different request reusing the key.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from datetime import timedelta
 from typing import Annotated
 
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import Header, HTTPException, Request, status
 from pydantic import WithJsonSchema
 
@@ -64,3 +66,22 @@ async def read_idempotency_key(
         fingerprint.update(part)
     hours = request.app.state.settings.idempotency_key_lifetime_hours
     return IdempotencyKey(scope, key, fingerprint.hexdigest(), timedelta(hours=hours))
+
+
+class SealedBodies:
+    """Encrypts a stored answer that carries a credential (signup's token) with a key derived
+    from the server's secret: the database alone never holds a usable token. An answer sealed
+    under another secret (it changed) cannot be opened and counts as absent."""
+
+    def __init__(self, secret: str) -> None:
+        digest = hashlib.sha256(b"todo idempotency records\0" + secret.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    def seal(self, body: bytes) -> str:
+        return self._fernet.encrypt(body).decode("ascii")
+
+    def open(self, sealed: str) -> bytes | None:
+        try:
+            return self._fernet.decrypt(sealed.encode("ascii"))
+        except InvalidToken:
+            return None

@@ -125,6 +125,7 @@ class Recorded:
     successor_id: int | None
     deleted_count: int | None
     body: str | None
+    created_at: datetime
     expires_at: datetime
 
 
@@ -152,7 +153,7 @@ async def forget_expired(connection: AsyncConnection, params: dict[str, Any]) ->
 def check_fingerprint(record: Recorded, key: IdempotencyKey) -> None:
     if record.fingerprint != key.fingerprint:
         raise IdempotencyKeyReused
-    if record.status == 0:
+    if record.status == IN_FLIGHT:
         raise IdempotencyKeyInFlight
 
 
@@ -181,3 +182,63 @@ async def answered_task(
 def is_key_conflict(error: IntegrityError) -> bool:
     """Whether the write was refused because another request stored this key first."""
     return "idempotency_records" in str(error.orig)
+
+
+# --- a request that runs for a while (signup hashes a password): claimed, then completed ------
+
+IN_FLIGHT = 0
+# A claim older than this was abandoned (its process died): the key may be claimed again.
+ABANDONED_AFTER = timedelta(seconds=60)
+
+
+async def claim(connection: AsyncConnection, params: dict[str, Any]) -> Recorded | None:
+    """Claim the key for a request about to run (an in-flight record, for the caller to commit
+    at once), or return the live record that already holds it."""
+    record = await find_record(connection, params)
+    if record is not None and not _abandoned(record, params):
+        return record
+    stale = (idempotency_records.c.expires_at <= _now()) | (
+        (idempotency_records.c.status == IN_FLIGHT)
+        & (idempotency_records.c.created_at < bindparam("abandoned_before", type_=UTCDateTime()))
+    )
+    values = {**params, "abandoned_before": params["now"] - ABANDONED_AFTER}
+    await connection.execute(idempotency_records.delete().where(*_is_this_key(), stale), values)
+    try:
+        async with connection.begin_nested():
+            await connection.execute(
+                idempotency_records.insert().values(
+                    scope=params["idempotency_scope"],
+                    key=params["idempotency_key"],
+                    fingerprint=params["idempotency_fingerprint"],
+                    status=IN_FLIGHT,
+                    created_at=params["now"],
+                    expires_at=params["idempotency_expires_at"],
+                )
+            )
+    except IntegrityError:
+        return await find_record(connection, params)
+    return None
+
+
+def _abandoned(record: Recorded, params: dict[str, Any]) -> bool:
+    return record.status == IN_FLIGHT and record.created_at < params["now"] - ABANDONED_AFTER
+
+
+async def complete(
+    connection: AsyncConnection, params: dict[str, Any], status: int, body: str
+) -> None:
+    """Store the answer of the request that claimed the key (in its own transaction)."""
+    await connection.execute(
+        idempotency_records.update().where(*_is_this_key()).values(status=status, body=body),
+        params,
+    )
+
+
+async def release(connection: AsyncConnection, params: dict[str, Any]) -> None:
+    """The request that claimed the key failed: forget the claim (a refusal is not stored)."""
+    await connection.execute(
+        idempotency_records.delete().where(
+            *_is_this_key(), idempotency_records.c.status == IN_FLIGHT
+        ),
+        params,
+    )

@@ -36,6 +36,8 @@ class ChangeBroker:
         self.max_streams_per_owner = max_streams_per_owner
         self._streams: dict[str, set[Subscription]] = defaultdict(set)
         self.closing = asyncio.Event()
+        # Set while any stream is open: only then is it worth listening for other processes.
+        self.in_demand = asyncio.Event()
 
     def subscribe(self, user_id: str) -> Subscription:
         """A new stream of `user_id`'s changes (hand it back with `unsubscribe`)."""
@@ -44,6 +46,7 @@ class ChangeBroker:
             raise TooManyStreams
         subscription = Subscription(user_id)
         streams.add(subscription)
+        self.in_demand.set()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -53,6 +56,8 @@ class ChangeBroker:
         streams.discard(subscription)
         if not streams:
             del self._streams[subscription.user_id]
+        if not self._streams:
+            self.in_demand.clear()
 
     def open_streams(self, user_id: str) -> int:
         return len(self._streams.get(user_id, ()))

@@ -1,7 +1,9 @@
 """LISTEN on PostgreSQL for the changes other processes commit, on one dedicated connection.
 
 Every task write sends `NOTIFY todo_task_changes, '<seq> <owner>'` from its own statement
-(delivered when it commits); this process's listener wakes that owner's streams. LISTEN needs a
+(delivered when it commits); this process's listener wakes that owner's streams. It listens only
+while this process has open streams (and a little after the last one closes), so an idle API
+does not keep a scale-to-zero database awake. LISTEN needs a
 direct connection: a transaction-mode pooler (Neon's `-pooler` endpoint, PgBouncer) hands each
 transaction another server connection and silently drops it. When the connection drops (a
 restart, Neon suspending an idle compute, `pg_terminate_backend`), the listener reconnects with
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -31,6 +34,8 @@ PING_EVERY_SECONDS = 15.0
 PING_TIMEOUT_SECONDS = 5.0
 # The listener's `application_name` in pg_stat_activity.
 LISTENER_NAME = "todo-listener"
+# How long the connection stays after the last stream closed (streams come and go in bursts).
+LINGER_SECONDS = 60.0
 
 
 class ChangeListener:
@@ -70,6 +75,8 @@ class ChangeListener:
     async def _run(self) -> None:
         delay = FIRST_RETRY_SECONDS
         while not self._stopping.is_set():
+            if not await self._until(self.broker.in_demand):
+                return
             try:
                 connection = await self._connect()
             except Exception as exc:  # any failure to connect is retried the same way
@@ -88,16 +95,27 @@ class ChangeListener:
             self.broker.wake_all()
 
     async def _listen(self, connection: asyncpg.Connection) -> None:
+        """Listen until the connection is lost, the process stops, or no stream has been open
+        for LINGER_SECONDS."""
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
         await connection.add_listener(CHANGES_CHANNEL, self._notified)
         self.listening.set()
+        # Changes committed before LISTEN took effect reach no one otherwise.
         self.broker.wake_all()
         logger.info("listening for task changes on %s", CHANGES_CHANNEL)
+        idle_since: float | None = None
         while not lost.is_set() and not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), PING_EVERY_SECONDS)
                 continue
+            if self.broker.in_demand.is_set():
+                idle_since = None
+            else:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= LINGER_SECONDS:
+                    logger.info("no stream open: no longer listening")
+                    return
             try:
                 await connection.execute("SELECT 1", timeout=PING_TIMEOUT_SECONDS)
             except Exception as exc:
@@ -105,6 +123,15 @@ class ChangeListener:
                 return
         if lost.is_set():
             logger.warning("the LISTEN connection was lost; reconnecting")
+
+    async def _until(self, event: asyncio.Event) -> bool:
+        """Wait for `event`; False when the listener is stopped first."""
+        stopped = asyncio.create_task(self._stopping.wait())
+        wanted = asyncio.create_task(event.wait())
+        await asyncio.wait({stopped, wanted}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        wanted.cancel()
+        return not self._stopping.is_set()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

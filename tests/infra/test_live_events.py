@@ -85,13 +85,14 @@ async def test_a_stream_on_one_sees_a_create_on_the_other_within_a_second(
     postgres: PostgresServer, two_instances: tuple[RunningApp, RunningApp]
 ) -> None:
     first, second = two_instances
-    await _listeners_ready(postgres, 2)
     async with httpx.AsyncClient(timeout=30) as http:
         user_id, headers = await _account(http, first.base_url, "cross@example.com")
         url = f"{second.base_url}/api/{user_id}/events"
         async with Stream(http, url, headers=headers) as (response, reader):
             assert response.status_code == 200
             await reader.next()
+            # B listens while it has a stream open (it connected when this one opened).
+            await _listeners_ready(postgres, 1)
             started = time.monotonic()
             created = await http.post(
                 f"{first.base_url}/api/{user_id}/tasks", json={"title": "from A"}, headers=headers
@@ -108,7 +109,6 @@ async def test_mixed_writes_on_both_arrive_once_each_in_order_despite_a_killed_l
     """200 writes from four clients spread over both processes, one process's LISTEN
     connection killed half way: each stream gets every write exactly once, in cursor order."""
     first, second = two_instances
-    await _listeners_ready(postgres, 2)
     rng = random.Random(20261130)
     async with httpx.AsyncClient(timeout=30) as http:
         user_id, headers = await _account(http, first.base_url, "mixed@example.com")
@@ -123,6 +123,7 @@ async def test_mixed_writes_on_both_arrive_once_each_in_order_despite_a_killed_l
             assert response.status_code == 200
             await reader.next()
             readers.append(reader)
+        await _listeners_ready(postgres, 2)
         collected = [
             asyncio.create_task(_collect(reader, WRITES, within=120)) for reader in readers
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "behind a transaction pooler without DATABASE_DIRECT_URL: live events see other "
                 "instances' changes only when a stream looks again (every 15 s)"
             )
+        # What startup made (modules, schemas, compiled statements) lives as long as the process:
+        # frozen, the collector's full passes no longer walk it (p99 latency fell ~3x in the
+        # yardstick, README Performance).
+        gc.collect()
+        gc.freeze()
         retention = timedelta(days=settings.change_log_retention_days)
         tidying = asyncio.create_task(keep_tidy(app.state.database, retention))
         try:

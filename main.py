@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if listener is not None:
                 await listener.stop()
             await engine.dispose()
+            gc.unfreeze()  # another app in this process (tests) must not keep this one alive
 
     app = FastAPI(
         title=settings.app_name,

@@ -16,7 +16,7 @@ A write returns a `TaskWrite`, or raises `TokenRevoked`, `TaskNotFound`, `Versio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -271,19 +271,16 @@ async def _run_statement(
 
 
 async def _replay(
-    db: Database,
-    record: Recorded,
-    idempotency: IdempotencyKey,
-    params: dict[str, Any],
-    connection: AsyncConnection | None = None,
+    request: _Request, record: Recorded, connection: AsyncConnection | None = None
 ) -> TaskWrite:
     """The first answer, for a retry with the same key and the same request."""
-    check_fingerprint(record, idempotency)
+    assert request.idempotency is not None
+    check_fingerprint(record, request.idempotency)
     if connection is None:
-        async with db.read() as reader:
-            task = await answered_task(reader, params, record)
+        async with request.db.read() as reader:
+            task = await answered_task(reader, request.params, record)
     else:
-        task = await answered_task(connection, params, record)
+        task = await answered_task(connection, request.params, record)
     return TaskWrite(task, record.successor_id, record.deleted_count, replayed=True)
 
 
@@ -333,37 +330,87 @@ def _answer_version(task: Row[Any], status: int) -> int:
     return task.deleted_at_seq if status == DELETED else task.version
 
 
-def _params(scope: OwnerScope, idempotency: IdempotencyKey | None, **values: Any) -> dict[str, Any]:
-    now = utcnow()
-    params = {**scope.params(), "now": now, **values}
-    if idempotency is not None:
-        params.update(idempotency.params(now))
-    return params
-
-
-async def _bump(
-    connection: AsyncConnection,
-    params: dict[str, Any],
-    precondition: ColumnElement[bool] | None,
-    *,
-    with_target: bool,
-    expected_versions: tuple[int, ...] | None = None,
-) -> int:
-    """SQLite: bump the counter, or raise why it could not be (revoked, missing, stale)."""
-    seq = (await connection.execute(bump_counter(False, precondition), params)).scalar()
-    if seq is None:
-        await _explain_missing(
-            connection, params, with_target=with_target, expected_versions=expected_versions
-        )
-    return seq
-
-
 async def _log(
-    connection: AsyncConnection, rows: Iterable[Any], kind: ChangeKind, seq: int, now: Any
+    connection: AsyncConnection, rows: Iterable[Any], kind: ChangeKind, params: dict[str, Any]
 ) -> None:
-    entries = [log_values(row, kind, seq, now) for row in rows]
+    entries = [log_values(row, kind, params["seq"], params["now"]) for row in rows]
     if entries:
         await connection.execute(task_changes.insert(), entries)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One write's inputs, as both skeletons below need them."""
+
+    db: Database
+    scope: OwnerScope
+    params: dict[str, Any]
+    idempotency: IdempotencyKey | None
+    expected_versions: tuple[int, ...] | None = None
+    with_target: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        db: Database,
+        scope: OwnerScope,
+        idempotency: IdempotencyKey | None,
+        expected_versions: tuple[int, ...] | None = None,
+        *,
+        with_target: bool = True,
+        **values: Any,
+    ) -> _Request:
+        now = utcnow()
+        params = {**scope.params(), "now": now, **values}
+        params["expected_versions"] = list(expected_versions or ())
+        if idempotency is not None:
+            params.update(idempotency.params(now))
+        return cls(db, scope, params, idempotency, expected_versions, with_target)
+
+
+async def _on_postgresql(request: _Request, statement: Select[Any]) -> TaskWrite:
+    """Run the write's one statement; replay, explain what it refused, or report the change."""
+    row = await _run_statement(request.db, statement, request.params, request.idempotency)
+    if isinstance(row, Recorded):
+        return await _replay(request, row)
+    if row.id is None:
+        _raise_for(row, request.expected_versions)
+        async with request.db.read() as connection:
+            await _explain_missing(
+                connection,
+                request.params,
+                with_target=request.with_target,
+                expected_versions=request.expected_versions,
+            )
+    request.db.changed(request.scope.user_id)
+    return TaskWrite(row, getattr(row, "successor_id", None))
+
+
+Steps = Callable[[AsyncConnection, dict[str, Any]], Awaitable[TaskWrite]]
+
+
+async def _on_sqlite(
+    request: _Request, precondition: ColumnElement[bool] | None, status: int, steps: Steps
+) -> TaskWrite:
+    """Run the write's steps in one transaction: replay, or bump the counter (refusing what
+    the explanation says), take the steps with the new `seq`, store the idempotency record."""
+    params = request.params
+    async with request.db.transaction() as connection:
+        record = await _sqlite_prelude(connection, params, request.idempotency)
+        if record is not None:
+            return await _replay(request, record, connection)
+        seq = (await connection.execute(bump_counter(False, precondition), params)).scalar()
+        if seq is None:
+            await _explain_missing(
+                connection,
+                params,
+                with_target=request.with_target,
+                expected_versions=request.expected_versions,
+            )
+        write = await steps(connection, {**params, "seq": seq})
+        await _sqlite_record(connection, params, request.idempotency, status, write)
+    request.db.changed(request.scope.user_id)
+    return write
 
 
 # --- create -------------------------------------------------------------------------------
@@ -396,32 +443,17 @@ async def create_task(
     idempotency: IdempotencyKey | None = None,
 ) -> TaskWrite:
     """Create a task with `fields` (those of `TaskCreate`)."""
-    params = _params(scope, idempotency, **_field_params(fields))
+    request = _Request.of(db, scope, idempotency, with_target=False, **_field_params(fields))
     if db.is_postgresql:
-        row = await _run_statement(
-            db, _create_statement(idempotency is not None), params, idempotency
-        )
-        if isinstance(row, Recorded):
-            return await _replay(db, row, idempotency, params)  # type: ignore[arg-type]
-        if row.id is None:
-            _raise_for(row, None)
-            async with db.read() as connection:
-                await _explain_missing(connection, params, with_target=False)
-        db.changed(scope.user_id)
-        return TaskWrite(row)
-    async with db.transaction() as connection:
-        record = await _sqlite_prelude(connection, params, idempotency)
-        if record is not None:
-            return await _replay(db, record, idempotency, params, connection)  # type: ignore[arg-type]
-        seq = await _bump(connection, params, None, with_target=False)
-        statement = _insert_task(bindparam("seq"))
-        task = (await connection.execute(statement, {**params, "seq": seq})).one()
+        return await _on_postgresql(request, _create_statement(idempotency is not None))
+
+    async def steps(connection: AsyncConnection, params: dict[str, Any]) -> TaskWrite:
+        task = (await connection.execute(_insert_task(bindparam("seq")), params)).one()
         await add_tags(connection, task)
-        await _log(connection, [task], ChangeKind.created, seq, params["now"])
-        write = TaskWrite(task)
-        await _sqlite_record(connection, params, idempotency, CREATED, write)
-    db.changed(scope.user_id)
-    return write
+        await _log(connection, [task], ChangeKind.created, params)
+        return TaskWrite(task)
+
+    return await _on_sqlite(request, None, CREATED, steps)
 
 
 # --- update and completion ----------------------------------------------------------------
@@ -550,60 +582,31 @@ async def update_task(
     shape = TaskUpdateShape(
         frozenset(fields), completion, expected_versions is not None, idempotency is not None
     )
-    params = _params(
-        scope,
-        idempotency,
-        **_field_params(fields),
-        task_id=task_id,
-        expected_versions=list(expected_versions or ()),
+    request = _Request.of(
+        db, scope, idempotency, expected_versions, **_field_params(fields), task_id=task_id
     )
     if db.is_postgresql:
-        row = await _run_statement(db, _update_statement(shape), params, idempotency)
-        if isinstance(row, Recorded):
-            return await _replay(db, row, idempotency, params)  # type: ignore[arg-type]
-        if row.id is None:
-            _raise_for(row, expected_versions)
-            async with db.read() as connection:
-                await _explain_missing(
-                    connection, params, with_target=True, expected_versions=expected_versions
-                )
-        db.changed(scope.user_id)
-        return TaskWrite(row, getattr(row, "successor_id", None))
-    async with db.transaction() as connection:
-        record = await _sqlite_prelude(connection, params, idempotency)
-        if record is not None:
-            return await _replay(db, record, idempotency, params, connection)  # type: ignore[arg-type]
-        precondition = exists().where(*_target_conditions(expected_versions is not None))
-        seq = await _bump(
-            connection,
-            params,
-            precondition,
-            with_target=True,
-            expected_versions=expected_versions,
-        )
-        statement = (
-            update(tasks)
-            .where(*_is_target())
-            .values(_update_values(shape, bindparam("seq")))
-            .returning(*TASK_COLUMNS)
-        )
-        task = (await connection.execute(statement, {**params, "seq": seq})).one()
+        return await _on_postgresql(request, _update_statement(shape))
+
+    async def steps(connection: AsyncConnection, params: dict[str, Any]) -> TaskWrite:
+        values = _update_values(shape, bindparam("seq"))
+        statement = update(tasks).where(*_is_target()).values(values).returning(*TASK_COLUMNS)
+        task = (await connection.execute(statement, params)).one()
         if "tags" in fields:
             await replace_tags(connection, task)
-        changed, successor_id = [task], None
+        successor_id = None
         if completion is not None:
-            spawned = await spawn_next_occurrence(connection, task, params["now"], seq)
+            spawned = await spawn_next_occurrence(connection, task, params["now"], params["seq"])
             if spawned is not None:
                 task, successor = spawned
                 await add_tags(connection, successor)
-                changed = [task]
+                await _log(connection, [successor], ChangeKind.created, params)
                 successor_id = successor.id
-                await _log(connection, [successor], ChangeKind.created, seq, params["now"])
-        await _log(connection, changed, ChangeKind.updated, seq, params["now"])
-        write = TaskWrite(task, successor_id)
-        await _sqlite_record(connection, params, idempotency, UPDATED, write)
-    db.changed(scope.user_id)
-    return write
+        await _log(connection, [task], ChangeKind.updated, params)
+        return TaskWrite(task, successor_id)
+
+    precondition = exists().where(*_target_conditions(expected_versions is not None))
+    return await _on_sqlite(request, precondition, UPDATED, steps)
 
 
 # --- deletion -----------------------------------------------------------------------------
@@ -658,50 +661,27 @@ async def delete_task(
     idempotency: IdempotencyKey | None = None,
 ) -> TaskWrite:
     """Delete one task; returns it as it was."""
-    params = _params(
-        scope, idempotency, task_id=task_id, expected_versions=list(expected_versions or ())
-    )
+    request = _Request.of(db, scope, idempotency, expected_versions, task_id=task_id)
     if db.is_postgresql:
         statement = _delete_statement(expected_versions is not None, idempotency is not None)
-        row = await _run_statement(db, statement, params, idempotency)
-        if isinstance(row, Recorded):
-            return await _replay(db, row, idempotency, params)  # type: ignore[arg-type]
-        if row.id is None:
-            _raise_for(row, expected_versions)
-            async with db.read() as connection:
-                await _explain_missing(
-                    connection, params, with_target=True, expected_versions=expected_versions
-                )
-        db.changed(scope.user_id)
-        return TaskWrite(row)
-    async with db.transaction() as connection:
-        record = await _sqlite_prelude(connection, params, idempotency)
-        if record is not None:
-            return await _replay(db, record, idempotency, params, connection)  # type: ignore[arg-type]
-        precondition = exists().where(*_target_conditions(expected_versions is not None))
-        seq = await _bump(
-            connection,
-            params,
-            precondition,
-            with_target=True,
-            expected_versions=expected_versions,
-        )
-        values = {**params, "seq": seq}
+        return await _on_postgresql(request, statement)
+
+    async def steps(connection: AsyncConnection, params: dict[str, Any]) -> TaskWrite:
         target = select(tasks.c.id).where(*_is_target())
         unlinking = _unlink_predecessors(bindparam("seq"), target)
-        unlinked = (await connection.execute(unlinking, values)).all()
+        unlinked = (await connection.execute(unlinking, params)).all()
         deleting = (
             tasks.delete()
             .where(*_is_target())
             .returning(*TASK_COLUMNS, bindparam("seq").label("deleted_at_seq"))
         )
-        task = (await connection.execute(deleting, values)).one()
-        await _log(connection, [task], ChangeKind.deleted, seq, params["now"])
-        await _log(connection, unlinked, ChangeKind.updated, seq, params["now"])
-        write = TaskWrite(task)
-        await _sqlite_record(connection, params, idempotency, DELETED, write)
-    db.changed(scope.user_id)
-    return write
+        task = (await connection.execute(deleting, params)).one()
+        await _log(connection, [task], ChangeKind.deleted, params)
+        await _log(connection, unlinked, ChangeKind.updated, params)
+        return TaskWrite(task)
+
+    precondition = exists().where(*_target_conditions(expected_versions is not None))
+    return await _on_sqlite(request, precondition, DELETED, steps)
 
 
 def _completed_of_owner() -> list[ColumnElement[bool]]:
@@ -710,8 +690,9 @@ def _completed_of_owner() -> list[ColumnElement[bool]]:
 
 @lru_cache(maxsize=2)
 def _delete_completed_statement(idempotent: bool) -> Select[Any]:
-    any_completed = exists().where(*_completed_of_owner())
-    counter = bump_counter(True, _precondition(any_completed, idempotent)).cte("counter")
+    # The counter moves even when nothing is completed (as on SQLite): deleting nothing is an
+    # answer too, and is recorded as one.
+    counter = bump_counter(True, _precondition(None, idempotent)).cte("counter")
     seq = _counter_seq(counter)
     deleted = (
         tasks.delete()
@@ -747,43 +728,31 @@ def _delete_completed_statement(idempotent: bool) -> Select[Any]:
 async def delete_completed_tasks(
     db: Database, scope: OwnerScope, *, idempotency: IdempotencyKey | None = None
 ) -> TaskWrite:
-    """Delete every completed task of the owner; `deleted_count` says how many."""
-    params = _params(scope, idempotency)
+    """Delete every completed task of the owner; `deleted_count` says how many (deleting
+    nothing is an answer too, and recorded as one)."""
+    request = _Request.of(db, scope, idempotency, with_target=False)
     if db.is_postgresql:
         statement = _delete_completed_statement(idempotency is not None)
-        row = await _run_statement(db, statement, params, idempotency)
+        row = await _run_statement(db, statement, request.params, idempotency)
         if isinstance(row, Recorded):
-            return await _replay(db, row, idempotency, params)  # type: ignore[arg-type]
+            return await _replay(request, row)
         if not row.allowed:
             raise TokenRevoked
         if row.deleted:
             db.changed(scope.user_id)
         return TaskWrite(deleted_count=row.deleted)
-    async with db.transaction() as connection:
-        record = await _sqlite_prelude(connection, params, idempotency)
-        if record is not None:
-            return await _replay(db, record, idempotency, params, connection)  # type: ignore[arg-type]
-        precondition = exists().where(*_completed_of_owner())
-        seq = (await connection.execute(bump_counter(False, precondition), params)).scalar()
-        deleted: list[Any] = []
-        if seq is None:
-            if not (await connection.execute(EXPLAIN_TOKEN, params)).scalar():
-                raise TokenRevoked
-        else:
-            values = {**params, "seq": seq}
-            doomed = select(tasks.c.id).where(*_completed_of_owner())
-            unlinking = _unlink_predecessors(bindparam("seq"), doomed).where(
-                not_(tasks.c.completed)
-            )
-            unlinked = (await connection.execute(unlinking, values)).all()
-            deleting = tasks.delete().where(*_completed_of_owner()).returning(*TASK_COLUMNS)
-            deleted = (await connection.execute(deleting, values)).all()
-            await _log(connection, deleted, ChangeKind.deleted, seq, params["now"])
-            await _log(connection, unlinked, ChangeKind.updated, seq, params["now"])
-        write = TaskWrite(deleted_count=len(deleted))
-        await _sqlite_record(connection, params, idempotency, DELETED, write)
-    db.changed(scope.user_id)
-    return write
+
+    async def steps(connection: AsyncConnection, params: dict[str, Any]) -> TaskWrite:
+        doomed = select(tasks.c.id).where(*_completed_of_owner())
+        unlinking = _unlink_predecessors(bindparam("seq"), doomed).where(not_(tasks.c.completed))
+        unlinked = (await connection.execute(unlinking, params)).all()
+        deleting = tasks.delete().where(*_completed_of_owner()).returning(*TASK_COLUMNS)
+        deleted = (await connection.execute(deleting, params)).all()
+        await _log(connection, deleted, ChangeKind.deleted, params)
+        await _log(connection, unlinked, ChangeKind.updated, params)
+        return TaskWrite(deleted_count=len(deleted))
+
+    return await _on_sqlite(request, None, DELETED, steps)
 
 
 # --- account deletion ---------------------------------------------------------------------

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_pre_ping: bool = True
-    db_pool_recycle: int = Field(default=300, ge=-1)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_command_timeout: float = Field(default=30.0, gt=0)
     db_pooler: bool = False

@@ -87,7 +87,7 @@ class TestOtherSettings:
         assert settings.jwt_expiration_delta == 604800
         assert (settings.db_pool_size, settings.db_max_overflow) == (20, 10)
         assert settings.db_pool_pre_ping is True
-        assert settings.db_pool_recycle == 300
+        assert settings.db_pool_recycle == 1800
 
     def test_rejects_an_asymmetric_algorithm(self) -> None:
         with pytest.raises(ConfigurationError, match="JWT_ALGORITHM"):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import NoReturn
 
 import pytest
 
+from tests.infra.apps import RunningApp, alembic, running_app
 from tests.infra.servers import PostgresServer, missing_tools, postgres_server
 
 
@@ -44,3 +46,16 @@ def empty_database(postgres: PostgresServer) -> Iterator[str]:
     postgres.psql(f'CREATE DATABASE "{name}"')
     yield postgres.url(name)
     postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def two_instances(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningApp, RunningApp]]:
+    """Two `uvicorn main:app` processes on the module's private server, migrated first."""
+    alembic("upgrade", "head", database_url=postgres.url())
+    logs = tmp_path_factory.mktemp("uvicorn")
+    with ExitStack() as stack:
+        first = stack.enter_context(running_app(postgres.url(), logs))
+        second = stack.enter_context(running_app(postgres.url(), logs))
+        yield first, second

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack
 
 import httpx
 import pytest
 
-from tests.infra.apps import RunningApp, alembic, running_app
-from tests.infra.servers import PostgresServer
+from tests.infra.apps import RunningApp
 
 pytestmark = pytest.mark.infra
 
 TOGGLES = 40
 CONCURRENCY = 10
-
-
-@pytest.fixture(scope="module")
-def two_instances(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningApp, RunningApp]]:
-    alembic("upgrade", "head", database_url=postgres.url())
-    logs = tmp_path_factory.mktemp("uvicorn")
-    with ExitStack() as stack:
-        first = stack.enter_context(running_app(postgres.url(), logs))
-        second = stack.enter_context(running_app(postgres.url(), logs))
-        yield first, second
 
 
 def _bearer(token: str) -> dict[str, str]:

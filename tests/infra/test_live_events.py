@@ -7,8 +7,6 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import asyncpg
@@ -24,18 +22,6 @@ pytestmark = pytest.mark.infra
 
 WRITES = 200
 CLIENTS = 4
-
-
-@pytest.fixture(scope="module")
-def two_instances(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningApp, RunningApp]]:
-    alembic("upgrade", "head", database_url=postgres.url())
-    logs = tmp_path_factory.mktemp("uvicorn")
-    with ExitStack() as stack:
-        first = stack.enter_context(running_app(postgres.url(), logs))
-        second = stack.enter_context(running_app(postgres.url(), logs))
-        yield first, second
 
 
 async def _account(

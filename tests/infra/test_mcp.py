@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import ExitStack
 
 import httpx
 import httpx2
@@ -16,25 +14,12 @@ from mcp.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.infra.apps import RunningApp, alembic, running_app
-from tests.infra.servers import PostgresServer
+from tests.infra.apps import RunningApp
 
 pytestmark = pytest.mark.infra
 
 TOOLS = {"add_task", "list_tasks", "complete_task", "delete_task", "update_task"}
 POST_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def two_instances(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningApp, RunningApp]]:
-    alembic("upgrade", "head", database_url=postgres.url())
-    logs = tmp_path_factory.mktemp("uvicorn")
-    with ExitStack() as stack:
-        first = stack.enter_context(running_app(postgres.url(), logs))
-        second = stack.enter_context(running_app(postgres.url(), logs))
-        yield first, second
 
 
 async def _sign_up(instance: RunningApp, email: str) -> dict:

@@ -43,7 +43,7 @@ async def test_listens_only_while_a_stream_is_open_and_wakes_its_owner(target) -
         async with asyncio.timeout(10):
             await listener.listening.wait()
         assert await _woken(subscription), "connecting wakes every stream (catch-up)"
-        notifier = await asyncpg.connect(target.asyncpg_dsn())
+        notifier = await asyncpg.connect(target.asyncpg_dsn(), ssl=target.connect_args.get("ssl"))
         try:
             await notifier.execute(f"NOTIFY {CHANGES_CHANNEL}, '7 someone-else'")
             assert not await _woken(subscription, within=0.3)

@@ -69,6 +69,7 @@ def _token_response(tokens: TokenServiceDep, user: User) -> TokenResponse:
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
+    response_model=TokenResponse,
     responses={
         409: error(
             "An account with this email already exists, or the first request with this "

@@ -23,18 +23,27 @@ from tasks.idempotency import IdempotencyKey
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # sf-string = DQUOTE *( unescaped / "\\" ( DQUOTE / "\\" ) ) DQUOTE
-# unescaped = %x20-21 / %x23-5B / %x5D-7E; here 1 to 255 characters once unescaped. The same
-# pattern is the header's documented schema, so what OpenAPI allows is what is accepted.
-KEY_PATTERN = r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"$'
-SF_STRING = re.compile(KEY_PATTERN)
+# unescaped = %x20-21 / %x23-5B / %x5D-7E; here 1 to 255 characters once unescaped.
+SF_STRING = re.compile(r'^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"$')
+# The documented form is the common one (a UUID, a token): what the schema allows, the server
+# accepts; the server also takes the rest of the sf-string alphabet (spaces, escapes, ...).
+DOCUMENTED_KEY_PATTERN = r'^"[A-Za-z0-9._:~+/=-]{1,255}"$'
+EXAMPLE_KEY = '"8e03978e-40d5-43e8-bc93-6894a57f9324"'
 INVALID_KEY = (
     "Idempotency-Key must be a structured-field string: 1 to 255 printable ASCII characters "
-    'in double quotes, e.g. Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324"'
+    f"in double quotes, e.g. Idempotency-Key: {EXAMPLE_KEY}"
 )
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    WithJsonSchema({"type": "string", "pattern": KEY_PATTERN, "maxLength": 2 * MAX_KEY_LENGTH + 2}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DOCUMENTED_KEY_PATTERN,
+            "maxLength": MAX_KEY_LENGTH + 2,
+            "examples": [EXAMPLE_KEY],
+        }
+    ),
     Header(
         description="Makes the request safe to retry for 24 hours: a retry with the same key "
         "and the same request replays the first answer (`Idempotent-Replayed: true`). A quoted "

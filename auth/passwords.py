@@ -1,8 +1,9 @@
 """bcrypt hashing, always off the event loop.
 
 A bcrypt-12 hash costs about a quarter of a second of CPU; running it on the loop would stall
-every other request, so both hashing and verification run in worker threads, bounded so a login
-storm cannot occupy every core.
+every other request, so both hashing and verification run in worker threads: at most one fewer
+than the machine has cores, so a login storm always leaves a core to the event loop (and the
+requests it serves) instead of queueing them behind bcrypt.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import anyio
 from passlib.context import CryptContext
 
 
+def hashing_threads() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class PasswordHasher:
     def __init__(self, rounds: int = 12, max_threads: int | None = None) -> None:
         self._context = CryptContext(schemes=["bcrypt"], bcrypt__rounds=rounds)
-        self._limiter = anyio.CapacityLimiter(max_threads or os.cpu_count() or 2)
+        self._limiter = anyio.CapacityLimiter(max_threads or hashing_threads())
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:

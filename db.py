@@ -290,9 +290,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
+def insert_for(dialect_name: str) -> Any:
+    """The `insert` construct of a dialect, for `ON CONFLICT` upserts."""
+    return postgresql_insert if dialect_name == "postgresql" else sqlite_insert
+
+
 def dialect_insert(session: AsyncSession) -> Any:
-    """The `insert` construct of the session's dialect, for `ON CONFLICT` upserts."""
-    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    """The `insert` construct of the session's dialect."""
+    return insert_for(session.bind.dialect.name)
 
 
 # `scope="function"` commits before the response is sent, so a 2xx always means "stored".

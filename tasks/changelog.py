@@ -28,12 +28,11 @@ from sqlalchemy import (
     not_,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import func
 
 from auth.scope import not_revoked, owner_id
 from database.types import UTCDateTime
+from db import insert_for
 from models import SNAPSHOT_COLUMNS, ChangeKind, change_counters, task_changes
 
 # PostgreSQL NOTIFY channel: the payload is "<seq> <owner id>", a hint that the owner's log grew.
@@ -82,10 +81,6 @@ class Cursor:
         return cls(int(seq), int(task_id), initial=kind == "I")
 
 
-def dialect_insert(is_postgresql: bool) -> Any:
-    return postgresql_insert if is_postgresql else sqlite_insert
-
-
 def bump_counter(is_postgresql: bool, precondition: ColumnElement[bool] | None = None) -> Insert:
     """`seq + 1` for the scope's owner, returning the new `seq` (a first write starts at 1).
 
@@ -99,7 +94,7 @@ def bump_counter(is_postgresql: bool, precondition: ColumnElement[bool] | None =
     if precondition is not None:
         guard = guard & precondition
     statement = (
-        dialect_insert(is_postgresql)(change_counters)
+        insert_for("postgresql" if is_postgresql else "sqlite")(change_counters)
         .from_select(["user_id", "seq"], select(owner_id(), literal(1, BigInteger)).where(guard))
         .on_conflict_do_update(
             index_elements=[change_counters.c.user_id],

@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth.scope import OwnerScope, TokenRevoked, not_revoked, owner_id
 from database.types import utcnow
-from db import Database
+from db import Database, insert_for
 from models import (
     TASK_COLUMNS,
     ChangeKind,
@@ -58,7 +58,7 @@ from models import (
     task_changes,
     tasks,
 )
-from tasks.changelog import bump_counter, dialect_insert, log_entries, log_values
+from tasks.changelog import bump_counter, log_entries, log_values
 from tasks.completion import (
     Completion,
     completion_values,
@@ -767,7 +767,7 @@ async def erase_owner(connection: AsyncConnection, is_postgresql: bool, user_id:
     writes nothing, instead of recreating tasks for an account that no longer exists.
     """
     close = (
-        dialect_insert(is_postgresql)(change_counters)
+        insert_for("postgresql" if is_postgresql else "sqlite")(change_counters)
         .values(user_id=user_id, seq=1, closed=True)
         .on_conflict_do_update(
             index_elements=[change_counters.c.user_id],

@@ -99,6 +99,23 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
             raise DisconnectionError("connection failed its ping") from exc
 
 
+def pooler_forgets_prepared_statements(settings: Settings, target: DatabaseTarget) -> bool:
+    """Behind a transaction pooler that does not track prepared statements (PgBouncer before
+    1.21, or with `max_prepared_statements = 0`): a statement prepared in one exchange may be
+    gone, or another client's, in the next, so nothing may outlive its transaction.
+
+    Neon's pooler (PgBouncer 1.22+ with `max_prepared_statements`) tracks the protocol-level
+    prepared statements of each client and prepares them again on whichever server connection
+    runs the next one: there the app works as on a direct connection, statement caches and
+    autocommit included. `DB_POOLER_PREPARED_STATEMENTS` says which kind another pooler is
+    (default: tracking for Neon `-pooler` hosts, not for `DB_POOLER=true`).
+    """
+    if not target.is_postgres or not (settings.db_pooler or target.behind_pooler):
+        return False
+    tracks = settings.db_pooler_prepared_statements
+    return not (target.behind_pooler if tracks is None else tracks)
+
+
 def database_target(settings: Settings) -> DatabaseTarget:
     """The normalised URL and every driver argument: what the app and Alembic connect with."""
     target = parse_database_url(settings.database_url)
@@ -112,7 +129,7 @@ def database_target(settings: Settings) -> DatabaseTarget:
         "timeout": settings.db_connect_timeout,
         "command_timeout": settings.db_command_timeout,
     }
-    if settings.db_pooler or target.behind_pooler:
+    if pooler_forgets_prepared_statements(settings, target):
         connect_args |= transaction_pooler_connect_args()
     return replace(target, connect_args=connect_args)
 
@@ -169,12 +186,12 @@ def create_read_sessionmaker(
 
     A read needs no transaction: under READ COMMITTED each statement takes its own snapshot
     inside a transaction too, so this only saves two round trips. SQLite keeps transactions
-    (its `BEGIN IMMEDIATE` hook serialises writers), and so does a transaction-mode pooler,
-    which keeps a server connection only for a transaction: asyncpg prepares and executes a
-    statement in two exchanges that must reach the same server.
+    (its `BEGIN IMMEDIATE` hook serialises writers), and so does a transaction-mode pooler
+    that forgets prepared statements: asyncpg prepares and executes a statement in two
+    exchanges that must then reach the same server connection.
     """
     target = database_target(settings)
-    if target.is_sqlite or settings.db_pooler or target.behind_pooler:
+    if target.is_sqlite or pooler_forgets_prepared_statements(settings, target):
         return create_sessionmaker(engine)
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
@@ -184,15 +201,17 @@ class Database:
 
     A task request is one statement that carries its own guard and bookkeeping (see `tasks/`).
     On PostgreSQL reached directly it runs in autocommit: the statement is its own transaction,
-    so the request costs one round trip instead of BEGIN, statement and COMMIT. Behind a
-    transaction pooler a transaction is kept around it (asyncpg prepares and executes in two
-    exchanges that must reach the same server connection). SQLite runs what needs several
-    statements in one `BEGIN IMMEDIATE` transaction (round trips cost nothing there), and reads
-    in autocommit, so they never wait for the write lock.
+    so the request costs one round trip instead of BEGIN, statement and COMMIT; so it does
+    behind a pooler that tracks prepared statements (Neon's). Behind one that forgets them a
+    transaction is kept around it (asyncpg prepares and executes in two exchanges that must
+    reach the same server connection). SQLite runs what needs several statements in one
+    `BEGIN IMMEDIATE` transaction (round trips cost nothing there), and reads in autocommit, so
+    they never wait for the write lock.
     """
 
     def __init__(self, engine: AsyncEngine, *, autocommit_statements: bool) -> None:
         self.engine = engine
+        self.autocommits_statements = autocommit_statements
         self._change_listeners: list[Callable[[str], None]] = []
         self.is_postgresql = engine.dialect.name == "postgresql"
         self.is_sqlite = engine.dialect.name == "sqlite"
@@ -210,8 +229,11 @@ class Database:
     @classmethod
     def for_settings(cls, engine: AsyncEngine, settings: Settings) -> Database:
         target = database_target(settings)
-        pooled = settings.db_pooler or target.behind_pooler
-        return cls(engine, autocommit_statements=target.is_postgres and not pooled)
+        return cls(
+            engine,
+            autocommit_statements=target.is_postgres
+            and not pooler_forgets_prepared_statements(settings, target),
+        )
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call `listener(owner id)` after each committed write of an owner's tasks."""

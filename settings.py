@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_command_timeout: float = Field(default=30.0, gt=0)
     db_pooler: bool = False
+    db_pooler_prepared_statements: bool | None = None
 
     better_auth_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BETTER_AUTH_SECRET", "JWT_SECRET_KEY")
@@ -167,6 +168,12 @@ class Settings(BaseSettings):
             if not target.is_postgres:
                 raise ValueError("must be a PostgreSQL URL (it is only used to LISTEN)")
         return value
+
+    @field_validator("db_pooler_prepared_statements", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """`DB_POOLER_PREPARED_STATEMENTS=` (as in `.env.example`) means "decide by the host"."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

@@ -98,7 +98,8 @@ def _unique_statement_name() -> str:
 
 
 def transaction_pooler_connect_args() -> dict[str, Any]:
-    """asyncpg arguments for PgBouncer in transaction mode (Neon's `-pooler` endpoints).
+    """asyncpg arguments for a transaction pooler that forgets prepared statements (PgBouncer
+    before 1.21, or with `max_prepared_statements = 0`).
 
     Consecutive transactions of one client connection may run on different server
     connections, so nothing may rely on a statement prepared in an earlier transaction:

@@ -74,7 +74,12 @@ def _suite_server() -> Iterator[tuple[str, str] | None]:
         with postgres_server(tls=True) as server:
             yield server.neon_url(), server.neon_url()
     elif TEST_POSTGRES == "pgbouncer":
-        with postgres_server() as server, pgbouncer(server) as bouncer:
+        # DB_POOLER_PREPARED_STATEMENTS=true needs a PgBouncer that tracks them (TEST_PGBOUNCER).
+        tracking = load_settings().db_pooler_prepared_statements or None
+        with (
+            postgres_server() as server,
+            pgbouncer(server, track_prepared_statements=tracking) as bouncer,
+        ):
             yield bouncer.url(), server.url()
     elif TEST_DATABASE_URL:
         yield TEST_DATABASE_URL, TEST_ADMIN_DATABASE_URL or TEST_DATABASE_URL

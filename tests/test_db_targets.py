@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from db import database_target, is_database_unavailable
+from db import Database, create_engine_for, database_target, is_database_unavailable
 from settings import load_settings
 
 NEON_DIRECT = "postgresql://u:p@ep-cool-123.eu-central-1.aws.neon.tech/db?sslmode=require"
@@ -27,8 +27,17 @@ class TestConnectArguments:
         target = database_target(load_settings(database_url=NEON_DIRECT, db_pooler=False))
         assert not POOLER_KEYS & set(target.connect_args)
 
-    def test_pooler_endpoint_turns_them_off(self) -> None:
-        settings = load_settings(database_url=NEON_POOLER, db_pooler=False)
+    def test_neon_pooler_endpoint_keeps_them_as_it_tracks_prepared_statements(self) -> None:
+        settings = load_settings(
+            database_url=NEON_POOLER, db_pooler=False, db_pooler_prepared_statements=None
+        )
+        target = database_target(settings)
+        assert not POOLER_KEYS & set(target.connect_args)
+
+    def test_a_pooler_that_forgets_prepared_statements_turns_them_off(self) -> None:
+        settings = load_settings(
+            database_url=NEON_POOLER, db_pooler=False, db_pooler_prepared_statements=False
+        )
         args = database_target(settings).connect_args
         assert args["statement_cache_size"] == 0
         assert args["prepared_statement_cache_size"] == 0
@@ -37,14 +46,58 @@ class TestConnectArguments:
 
     def test_db_pooler_turns_them_off_for_any_host(self) -> None:
         target = database_target(
-            load_settings(database_url="postgresql://u@10.0.0.5:6432/db", db_pooler=True)
+            load_settings(
+                database_url="postgresql://u@10.0.0.5:6432/db",
+                db_pooler=True,
+                db_pooler_prepared_statements=None,
+            )
         )
         assert target.connect_args["statement_cache_size"] == 0
+
+    def test_db_pooler_that_tracks_prepared_statements_keeps_them(self) -> None:
+        settings = load_settings(
+            database_url="postgresql://u@10.0.0.5:6432/db",
+            db_pooler=True,
+            db_pooler_prepared_statements=True,
+        )
+        assert not POOLER_KEYS & set(database_target(settings).connect_args)
 
     def test_sqlite_gets_none_of_it(self) -> None:
         target = database_target(load_settings(database_url="sqlite:///./x.db", db_pooler=True))
         assert not POOLER_KEYS & set(target.connect_args)
         assert "command_timeout" not in target.connect_args
+
+
+class TestStatementsInAutocommit:
+    """Where a task statement is its own transaction (one round trip) and where a transaction
+    must keep the prepare and the execution on one server connection."""
+
+    @pytest.mark.parametrize(
+        ("url", "settings", "autocommits"),
+        [
+            pytest.param(NEON_DIRECT, {}, True, id="direct"),
+            pytest.param(NEON_POOLER, {}, True, id="neon-pooler"),
+            pytest.param(
+                NEON_POOLER, {"db_pooler_prepared_statements": False}, False, id="forgetting-neon"
+            ),
+            pytest.param(NEON_DIRECT, {"db_pooler": True}, False, id="db-pooler"),
+            pytest.param(
+                NEON_DIRECT,
+                {"db_pooler": True, "db_pooler_prepared_statements": True},
+                True,
+                id="tracking-db-pooler",
+            ),
+            pytest.param("sqlite+aiosqlite:///./x.db", {"db_pooler": True}, False, id="sqlite"),
+        ],
+    )
+    async def test_per_database(self, url: str, settings: dict, autocommits: bool) -> None:
+        unset = {"db_pooler": False, "db_pooler_prepared_statements": None}  # not the environment's
+        loaded = load_settings(database_url=url, **(unset | settings))
+        engine = create_engine_for(loaded)
+        try:
+            assert Database.for_settings(engine, loaded).autocommits_statements is autocommits
+        finally:
+            await engine.dispose()
 
 
 class _ServerError(Exception):

@@ -89,6 +89,18 @@ class TestOtherSettings:
         assert settings.db_pool_pre_ping is True
         assert settings.db_pool_recycle == 1800
 
+    @pytest.mark.parametrize(("value", "parsed"), [("", None), (" ", None), ("false", False)])
+    def test_pooler_prepared_statements_empty_means_decide_by_host(
+        self, value: str, parsed: bool | None
+    ) -> None:
+        assert load_settings(db_pooler_prepared_statements=value).db_pooler_prepared_statements is (
+            parsed
+        )
+
+    def test_pooler_prepared_statements_must_be_a_boolean(self) -> None:
+        with pytest.raises(ConfigurationError, match="DB_POOLER_PREPARED_STATEMENTS"):
+            load_settings(db_pooler_prepared_statements="sometimes")
+
     def test_rejects_an_asymmetric_algorithm(self) -> None:
         with pytest.raises(ConfigurationError, match="JWT_ALGORITHM"):
             load_settings(jwt_algorithm="RS256")

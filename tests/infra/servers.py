@@ -45,8 +45,8 @@ def missing_tools(*, pgbouncer: bool = False, openssl: bool = False) -> str | No
         return "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
     if os.geteuid() == 0 and not _has_user("postgres"):
         return "running as root but there is no `postgres` OS user to run PostgreSQL as"
-    if pgbouncer and shutil.which("pgbouncer") is None:
-        return "pgbouncer is not installed"
+    if pgbouncer and shutil.which(pgbouncer_binary()) is None:
+        return f"pgbouncer is not installed ({pgbouncer_binary()})"
     if openssl and shutil.which("openssl") is None:
         return "openssl is not installed"
     return None
@@ -315,21 +315,49 @@ def postgres_server(*, tls: bool = False) -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def pgbouncer_binary() -> str:
+    """`TEST_PGBOUNCER` (a path), else the `pgbouncer` on PATH (Debian 12's is 1.18)."""
+    return os.environ.get("TEST_PGBOUNCER") or "pgbouncer"
+
+
+def pgbouncer_version(binary: str) -> tuple[int, ...]:
+    first_line = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.splitlines()[0]  # "PgBouncer 1.24.1"
+    return tuple(int(part) for part in first_line.split()[1].split("."))
+
+
+def pgbouncer_tracks_prepared_statements(binary: str) -> bool:
+    """PgBouncer 1.21 and later can track protocol-level prepared statements."""
+    return pgbouncer_version(binary) >= (1, 21)
+
+
 @dataclass(frozen=True)
 class PgBouncer:
     port: int
+    tracks_prepared_statements: bool
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
 
 @contextmanager
-def pgbouncer(backend: PostgresServer, *, pool_size: int = 4) -> Iterator[PgBouncer]:
+def pgbouncer(
+    backend: PostgresServer, *, pool_size: int = 4, track_prepared_statements: bool | None = None
+) -> Iterator[PgBouncer]:
     """PgBouncer in transaction mode in front of `backend`, every database name passed through.
 
     The server pool is deliberately small, so client connections constantly share and swap
     server connections: the strict case for anything that relies on session state.
+    `track_prepared_statements`: whether it tracks protocol-level prepared statements, as
+    Neon's does (`max_prepared_statements`; None: when the binary can, 1.21 and later).
     """
+    binary = pgbouncer_binary()
+    can_track = pgbouncer_tracks_prepared_statements(binary)
+    if track_prepared_statements and not can_track:
+        raise RuntimeError(f"{binary} is older than 1.21: it cannot track prepared statements")
+    tracks = can_track if track_prepared_statements is None else track_prepared_statements
+    tracking_line = f"max_prepared_statements = {100 if tracks else 0}\n" if can_track else ""
     root = _temporary_root("todo-pgbouncer-")
     runner = _Runner()
     runner.own(root)
@@ -348,14 +376,12 @@ def pgbouncer(backend: PostgresServer, *, pool_size: int = 4) -> Iterator[PgBoun
         f"default_pool_size = {pool_size}\n"
         "max_client_conn = 500\n"
         "ignore_startup_parameters = extra_float_digits,options\n"
-        f"pidfile = {root / 'pgbouncer.pid'}\n"
+        f"pidfile = {root / 'pgbouncer.pid'}\n" + tracking_line
     )
-    process = runner.popen(
-        "pgbouncer", root / "pgbouncer.ini", cwd=root, log=root / "pgbouncer.log"
-    )
+    process = runner.popen(binary, root / "pgbouncer.ini", cwd=root, log=root / "pgbouncer.log")
     try:
         wait_for_port(port, alive=process)
-        yield PgBouncer(port=port)
+        yield PgBouncer(port=port, tracks_prepared_statements=tracks)
     finally:
         process.terminate()
         try:

@@ -3,8 +3,9 @@ connections checked out and opened (SQLAlchemy's engine and pool events).
 
 On PostgreSQL reached directly every task route is one statement in autocommit (no BEGIN or
 COMMIT), on one pooled connection, opening no new one; completing a recurring task included,
-and so are the refusals (401 revoked, 404). Behind a transaction pooler the same statement runs
-inside a transaction. On SQLite reads are one statement and writes one transaction.
+and so are the refusals (401 revoked, 404); so it is behind a pooler that tracks prepared
+statements (Neon's). Behind one that forgets them the same statement runs inside a
+transaction. On SQLite reads are one statement and writes one transaction.
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def recorded(app: FastAPI) -> Iterator[Traffic]:
 
 
 def _kind(app: FastAPI) -> str:
+    settings = app.state.settings
     if app.state.database.is_sqlite:
         return "sqlite"
-    return "pooler" if app.state.settings.db_pooler else "postgresql"
+    forgets_statements = settings.db_pooler and not settings.db_pooler_prepared_statements
+    return "pooler" if forgets_statements else "postgresql"
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@
 Starts PgBouncer (pool mode transaction, 20 server connections, `max_prepared_statements` 100
 or 0) in front of the PostgreSQL that `DATABASE_URL` names, puts the shared yardstick's delay
 proxy between the app and PgBouncer (each direction delayed by `--delay-ms`: the app is a
-network away from Neon's pooler, which sits beside the compute), then runs the command with
-`DATABASE_URL` pointing at the proxy, `DB_POOLER=true` and `DB_POOLER_PREPARED_STATEMENTS` set
-to match. SIGTERM or SIGINT stop all three. Used by the yardstick targets beside it.
+network away from Neon's pooler, which sits beside the compute; 0: no proxy), then runs the
+command with `DATABASE_URL` pointing at the proxy, `DB_POOLER=true` and
+`DB_POOLER_PREPARED_STATEMENTS` set to match. SIGTERM or SIGINT stop all three. Used by the
+yardstick targets beside it (`pooler_targets.py`).
 """
 
 from __future__ import annotations
@@ -81,18 +82,12 @@ def main() -> int:
         subprocess.Popen([args.pgbouncer, *as_postgres, str(config)], cwd=root),
     ]
     wait_for_port(bouncer_port)
-    children.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(DELAY_PROXY),
-                str(proxy_port),
-                str(bouncer_port),
-                str(args.delay_ms),
-            ]
-        )
-    )
-    wait_for_port(proxy_port)
+    if args.delay_ms > 0:
+        delay = [str(proxy_port), str(bouncer_port), str(args.delay_ms)]
+        children.append(subprocess.Popen([sys.executable, str(DELAY_PROXY), *delay]))
+        wait_for_port(proxy_port)
+    else:
+        proxy_port = bouncer_port
     environment = {
         **os.environ,
         "DATABASE_URL": database.set(port=proxy_port).render_as_string(hide_password=False),

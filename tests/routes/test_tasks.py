@@ -182,6 +182,27 @@ class TestCreateTask:
         listed = await client.get(alice.tasks_url, headers=alice.headers)
         assert len(listed.json()) == 40
 
+    async def test_location_names_the_new_task(self, client: AsyncClient, alice: Account) -> None:
+        response = await client.post(alice.tasks_url, json={"title": "x"}, headers=alice.headers)
+        assert response.status_code == 201
+        location = response.headers["location"]
+        assert location == f"http://test{alice.tasks_url}/{response.json()['id']}"
+        fetched = await client.get(location, headers=alice.headers)
+        assert fetched.status_code == 200
+        assert fetched.json() == response.json()
+
+    async def test_location_escapes_an_owner_id_that_needs_it(self, client: AsyncClient) -> None:
+        owner = "user name é@x"
+        headers = bearer(frontend_token(owner))
+        path = "/api/user%20name%20%C3%A9@x/tasks"
+        response = await client.post(path, json={"title": "x"}, headers=headers)
+        assert response.status_code == 201
+        location = response.headers["location"]
+        assert location == f"http://test{path}/{response.json()['id']}"
+        fetched = await client.get(location, headers=headers)
+        assert fetched.status_code == 200
+        assert fetched.json()["user_id"] == owner
+
 
 class TestGetTask:
     async def test_anonymous(self, client: AsyncClient, alice: Account) -> None:

@@ -77,7 +77,8 @@ def main() -> int:
     root.chmod(0o755)
     bouncer_port, proxy_port = free_port(), free_port()
     config = pgbouncer_config(root, bouncer_port, database.port or 5432, track)
-    as_postgres = ["-u", "postgres"] if os.geteuid() == 0 and pwd.getpwnam("postgres") else []
+    # PgBouncer refuses to run as root; as root it drops to the `postgres` OS user.
+    as_postgres = ["-u", pwd.getpwnam("postgres").pw_name] if os.geteuid() == 0 else []
     children = [
         subprocess.Popen([args.pgbouncer, *as_postgres, str(config)], cwd=root),
     ]

@@ -335,7 +335,6 @@ def pgbouncer_tracks_prepared_statements(binary: str) -> bool:
 @dataclass(frozen=True)
 class PgBouncer:
     port: int
-    tracks_prepared_statements: bool
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -381,7 +380,7 @@ def pgbouncer(
     process = runner.popen(binary, root / "pgbouncer.ini", cwd=root, log=root / "pgbouncer.log")
     try:
         wait_for_port(port, alive=process)
-        yield PgBouncer(port=port, tracks_prepared_statements=tracks)
+        yield PgBouncer(port=port)
     finally:
         process.terminate()
         try:

@@ -34,7 +34,7 @@ from routes.errors import install_task_error_handlers
 from routes.idempotency import SealedBodies
 from routes.responses import document_body_errors
 from settings import Settings, get_settings
-from tasks.retention import keep_tidy
+from tasks.retention import TIDY_TASK_NAME, keep_tidy
 from web.body_limit import BodySizeLimitMiddleware
 from web.docs import install_docs
 from web.errors import install_exception_handlers
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         retention = timedelta(days=settings.change_log_retention_days)
-        tidying = asyncio.create_task(keep_tidy(app.state.database, retention))
+        tidying = asyncio.create_task(keep_tidy(app.state.database, retention), name=TIDY_TASK_NAME)
         try:
             # A mounted app's own lifespan never runs: the MCP session manager runs in this one.
             with on_termination(broker.close):

@@ -33,6 +33,8 @@ logger = logging.getLogger("todo.retention")
 
 EVERY_SECONDS = 3600.0
 FIRST_RUN_WITHIN_SECONDS = 60.0
+# The name of the background task that runs `keep_tidy` (tests tell its statements apart).
+TIDY_TASK_NAME = "change-log-retention"
 # pg_try_advisory_xact_lock key: "todo" + "purge".
 PURGE_LOCK = 0x746F646F_7075
 revoked_tokens = RevokedToken.__table__

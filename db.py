@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from database.url import DatabaseTarget, parse_database_url, transaction_pooler_connect_args
+from observability.database import ObservedQueuePool, observe_engine
 from settings import Settings
 
 logger = logging.getLogger("todo.db")
@@ -151,14 +152,26 @@ def listen_target(settings: Settings) -> DatabaseTarget | None:
 
 
 def create_engine_for(settings: Settings) -> AsyncEngine:
-    """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes."""
+    """`hide_parameters`: error messages (and so logs) never carry bound values such as hashes.
+    With METRICS_ENABLED its pool and statements are measured (`observability.database`)."""
     target = database_target(settings)
+    # The usual pool, which also counts the checkouts that waited.
+    measured: dict[str, Any] = {"poolclass": ObservedQueuePool} if settings.metrics_enabled else {}
     if target.is_sqlite:
         engine = create_async_engine(
-            target.url, connect_args=target.connect_args, hide_parameters=True
+            target.url, connect_args=target.connect_args, hide_parameters=True, **measured
         )
         _configure_sqlite(engine)
-        return engine
+    else:
+        engine = _create_postgresql_engine(target, settings, measured)
+    if settings.metrics_enabled:
+        observe_engine(engine)
+    return engine
+
+
+def _create_postgresql_engine(
+    target: DatabaseTarget, settings: Settings, measured: dict[str, Any]
+) -> AsyncEngine:
     engine = create_async_engine(
         target.url,
         connect_args=target.connect_args,
@@ -169,6 +182,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         # the rest idle out (pinged before reuse), instead of every connection aging in turn.
         pool_use_lifo=True,
         hide_parameters=True,
+        **measured,
     )
     if settings.db_pool_pre_ping:
         _ping_idle_connections(engine)
@@ -213,6 +227,7 @@ class Database:
         self.engine = engine
         self.autocommits_statements = autocommit_statements
         self._change_listeners: list[Callable[[str], None]] = []
+        self._revocation_listeners: list[Callable[[str], None]] = []
         self.is_postgresql = engine.dialect.name == "postgresql"
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._statement_engine = (
@@ -243,6 +258,15 @@ class Database:
         """A write of `user_id`'s tasks committed (in this process)."""
         for listener in self._change_listeners:
             listener(user_id)
+
+    def on_revocation(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(subject)` after each committed revocation of a subject's tokens."""
+        self._revocation_listeners.append(listener)
+
+    def revoked(self, subject: str) -> None:
+        """A revocation of `subject`'s tokens (one, or all) committed (in this process)."""
+        for listener in self._revocation_listeners:
+            listener(subject)
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:

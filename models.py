@@ -334,3 +334,75 @@ class EventTicket(SQLModel, table=True):
 
 
 event_tickets = EventTicket.__table__
+
+
+CONVERSATION_TITLE_MAX_LENGTH = 80
+MESSAGE_ROLE_MAX_LENGTH = 16
+CHAT_ITEM_ID_MAX_LENGTH = 64
+FEEDBACK_MAX_LENGTH = 8
+
+
+class MessageRole(StrEnum):
+    user = "user"
+    assistant = "assistant"
+
+
+class Feedback(StrEnum):
+    """A user's rating of an assistant message (ChatKit's `items.feedback`)."""
+
+    positive = "positive"
+    negative = "negative"
+
+
+class Conversation(SQLModel, table=True):
+    """A chat with the assistant: its messages are in `messages`. `title` is the start of the
+    first message; `updated_at` moves with every stored turn (lists are newest first). A
+    ChatKit thread is a conversation (its thread id is this id as a string)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_user_id_updated_at_id", "user_id", "updated_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(max_length=USER_ID_MAX_LENGTH)
+    title: str = Field(max_length=CONVERSATION_TITLE_MAX_LENGTH)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Message(SQLModel, table=True):
+    """One message of a conversation: the user's, or the assistant's answer with the tool calls
+    it made for it (`[{name, arguments, result}]`). `item_id` is the message's ChatKit item id,
+    which ChatKit chooses before the message is stored (so it cannot be `id`)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        Index("ix_messages_conversation_id_item_id", "conversation_id", "item_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("conversations.id", ondelete="CASCADE", name="fk_messages_conversation_id"),
+            nullable=False,
+        )
+    )
+    user_id: str = Field(max_length=USER_ID_MAX_LENGTH)
+    item_id: str = Field(max_length=CHAT_ITEM_ID_MAX_LENGTH)
+    role: MessageRole = Field(sa_type=String(MESSAGE_ROLE_MAX_LENGTH), nullable=False)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default=text("'[]'")),
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    feedback: Feedback | None = Field(
+        default=None, sa_type=String(FEEDBACK_MAX_LENGTH), nullable=True
+    )
+
+
+conversations = Conversation.__table__
+messages = Message.__table__

@@ -29,9 +29,12 @@ from models import (
     NAME_MAX_LENGTH,
     TAG_MAX_LENGTH,
     TITLE_MAX_LENGTH,
+    Feedback,
+    MessageRole,
     Priority,
     Recurrence,
 )
+from settings import CHAT_MESSAGE_MAX_CHARS_CAP, DEFAULT_CHAT_MESSAGE_CHARS
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores everything after 72 bytes: refuse rather than truncate
@@ -429,3 +432,107 @@ class HealthUnavailable(HealthStatus):
     status: Literal["unavailable"]
     database: Literal["unavailable"]
     detail: str
+
+
+class Liveness(BaseModel):
+    """`/livez`: the process answers (nothing else is looked at)."""
+
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    """`/readyz` when this instance can serve: the database answers and its schema is at head."""
+
+    status: Literal["ready"]
+    database: Literal["ok"]
+    revision: str | None = Field(
+        description="The Alembic revision the database is at (the scripts' head); null on "
+        "SQLite, whose schema the application builds from the models at startup."
+    )
+
+
+class NotReady(BaseModel):
+    """`/readyz` when this instance must get no traffic (503)."""
+
+    status: Literal["unavailable"]
+    reason: Literal["shutting_down", "database_unavailable", "schema_not_at_head"]
+    detail: str
+    revision: str | None = Field(
+        default=None, description="The revision the database is at, when it was looked at."
+    )
+
+
+INT32_MAX = 2**31 - 1
+ChatText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=CHAT_MESSAGE_MAX_CHARS_CAP),
+    AfterValidator(_reject_nul),
+    Documented(
+        pattern=NOT_BLANK_PATTERN,
+        maxLength=DEFAULT_CHAT_MESSAGE_CHARS,
+        description=f"What the user says: 1 to {DEFAULT_CHAT_MESSAGE_CHARS} characters "
+        "(`CHAT_MAX_MESSAGE_CHARS`) once surrounding whitespace is trimmed; no NUL characters.",
+    ),
+]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"message": "Add a task to buy groceries"},
+                {"conversation_id": 1, "message": "What's pending?"},
+            ]
+        }
+    )
+
+    conversation_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=INT32_MAX,
+        description="The conversation to continue; omit it to start a new one.",
+    )
+    message: ChatText
+
+
+class ToolCallRead(BaseModel):
+    """One tool the assistant called for the answer, as it ran."""
+
+    name: str = Field(description="The tool: add_task, list_tasks, complete_task, ...")
+    arguments: dict[str, Any] = Field(description="The arguments the model passed.")
+    result: Any = Field(
+        description="What the tool returned (as `/mcp` gives it), or its error sentence."
+    )
+    is_error: bool = Field(default=False, description="The tool refused (`result` says why).")
+
+
+class ChatResponse(BaseModel):
+    conversation_id: int
+    response: str = Field(description="The assistant's answer.")
+    tool_calls: list[ToolCallRead] = Field(description="The tools it called, in order.")
+
+
+class ConversationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str = Field(description="The start of the conversation's first message.")
+    created_at: datetime
+    updated_at: datetime = Field(description="When its latest turn was stored.")
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    conversation_id: int
+    role: MessageRole
+    content: str
+    tool_calls: list[ToolCallRead] = Field(
+        description="For an assistant message: the tools it called for it."
+    )
+    created_at: datetime
+    feedback: Feedback | None = Field(
+        description="For an assistant message: the user's latest rating of it, given through "
+        "ChatKit (`items.feedback`); null when unrated."
+    )

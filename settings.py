@@ -13,7 +13,7 @@ import secrets
 import sys
 from contextlib import suppress
 from functools import cached_property, lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -60,6 +60,10 @@ MCP_DEFAULT_ALLOWED_ORIGINS = [
 ]
 MCP_ANY_HOST = "*"
 
+# The chat message limit: its default, and the most CHAT_MAX_MESSAGE_CHARS may allow.
+DEFAULT_CHAT_MESSAGE_CHARS = 4000
+CHAT_MESSAGE_MAX_CHARS_CAP = 32000
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -98,6 +102,16 @@ class Settings(BaseSettings):
     app_name: str = "Todo API"
     environment: str = "development"
     log_level: str = "INFO"
+    # `text`: the readable lines (the default); `json`: one JSON object per line (observability/).
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics at GET /metrics: off unless asked for (a public API does not publish its
+    # internals by accident); with a bearer token set, a scrape without it is 401.
+    metrics_enabled: bool = False
+    metrics_bearer_token: SecretStr | None = None
+    # Collect, then freeze, what startup made, so full collections never walk it (README
+    # Performance). A process that starts many apps (the test suite) turns it off: each
+    # collection there walks everything the earlier apps left behind.
+    freeze_heap_at_startup: bool = True
 
     database_url: str = "sqlite+aiosqlite:///./todo.db"
     db_pool_size: int = Field(default=20, ge=1)
@@ -108,6 +122,10 @@ class Settings(BaseSettings):
     db_command_timeout: float = Field(default=30.0, gt=0)
     db_pooler: bool = False
     db_pooler_prepared_statements: bool | None = None
+    # The container's start (`python -m deploy.start`): `alembic upgrade head` before serving.
+    migrate_on_start: bool = True
+    # How long `/readyz` may answer from its last look at the database (0: every probe looks).
+    readiness_cache_seconds: float = Field(default=0.0, ge=0, le=3600)
 
     better_auth_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BETTER_AUTH_SECRET", "JWT_SECRET_KEY")
@@ -123,15 +141,43 @@ class Settings(BaseSettings):
 
     cors_allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Bounds on what a client sends before the app sees it (web/protocol.py, web/body_limit.py).
+    http_max_request_line_bytes: int = Field(default=8 * 1024, ge=1024)
+    http_max_head_bytes: int = Field(default=32 * 1024, ge=4 * 1024)
+    http_max_headers: int = Field(default=100, ge=16)
+    http_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
     change_log_retention_days: int = Field(default=30, ge=1)
     database_direct_url: str | None = None
     events_max_streams_per_user: int = Field(default=20, ge=1)
+    # Open event streams per process, then 503 (unset: what its file-descriptor limit allows;
+    # live/capacity.py).
+    events_max_streams: int | None = Field(default=None, ge=1)
+    # How often a process checks all its open event streams together (one statement): tokens
+    # revoked without a notification, changes whose notification was lost.
+    events_check_seconds: float = Field(default=15.0, gt=0, le=3600)
+    events_max_tickets_per_token: int = Field(default=30, ge=1)
     idempotency_key_lifetime_hours: int = Field(default=24, ge=1)
     require_if_match: bool = False
 
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = MCP_DEFAULT_ALLOWED_HOSTS
     mcp_allowed_origins: Annotated[list[str], NoDecode] = MCP_DEFAULT_ALLOWED_ORIGINS
     mcp_resource_url: str = "http://localhost:8000/mcp"
+
+    # The chat assistant (`chat/`): any model behind the Chat Completions wire protocol.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    chat_model: str = "gpt-4o-mini"
+    chat_model_timeout: float = Field(default=60.0, gt=0)
+    chat_model_max_retries: int = Field(default=2, ge=0, le=10)
+    chat_max_turns: int = Field(default=8, ge=1, le=50)
+    chat_history_messages: int = Field(default=20, ge=1, le=500)
+    chat_max_message_chars: int = Field(
+        default=DEFAULT_CHAT_MESSAGE_CHARS, ge=1, le=CHAT_MESSAGE_MAX_CHARS_CAP
+    )
+    chat_turns_per_window: int = Field(default=20, ge=1)
+    chat_turn_window_seconds: int = Field(default=60, ge=1)
+    chat_tracing: bool = False
 
     login_max_failures_per_email: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
@@ -144,6 +190,17 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_word(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_word(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_bearer_token", mode="before")
+    @classmethod
+    def _token_or_none(cls, value: object) -> object:
+        """`METRICS_BEARER_TOKEN=` (as in `.env.example`) means "no token asked for"."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("environment")
     @classmethod
@@ -263,6 +320,40 @@ class Settings(BaseSettings):
             return [ipaddress.ip_network(str(part), strict=False) for part in value]
         return value
 
+    @field_validator("openai_api_key", mode="before")
+    @classmethod
+    def _key_or_none(cls, value: object) -> object:
+        """`OPENAI_API_KEY=` (as in `.env.example`) means "no chat"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _base_url_or_none(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().rstrip("/")
+            if not value:
+                return None
+            try:
+                parts = urlsplit(value)
+                _ = parts.port
+            except ValueError:
+                parts = None
+            if parts is None or parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+                raise ValueError(
+                    "must be the http:// or https:// base URL of a Chat Completions API, e.g. "
+                    "https://api.openai.com/v1 or http://localhost:11434/v1"
+                )
+        return value
+
+    @field_validator("chat_model", mode="before")
+    @classmethod
+    def _model_name(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("must name a model, e.g. gpt-4o-mini")
+        return value
+
     @field_validator("better_auth_url", "better_auth_jwks_url", mode="before")
     @classmethod
     def _url_or_none(cls, value: object, info: ValidationInfo) -> object:
@@ -357,6 +448,11 @@ class Settings(BaseSettings):
         return self.better_auth_url or url_origin(self.mcp_resource_url)
 
     @property
+    def chat_enabled(self) -> bool:
+        """Whether the chat routes can call a model (`OPENAI_API_KEY` is set)."""
+        return self.openai_api_key is not None
+
+    @property
     def is_production(self) -> bool:
         return self.environment in {"production", "prod"}
 
@@ -393,8 +489,11 @@ class Settings(BaseSettings):
             )
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build and validate settings, raising ConfigurationError with a one-line message."""
+def load_settings(*, serving: bool = True, **overrides: object) -> Settings:
+    """Build and validate settings, raising ConfigurationError with a one-line message.
+
+    `serving=False` (a migration): without the checks only a server needs (production's secret).
+    """
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -415,15 +514,16 @@ def load_settings(**overrides: object) -> Settings:
             "BETTER_AUTH_ISSUER/BETTER_AUTH_AUDIENCE are set but there is no key set to verify "
             "such tokens: set BETTER_AUTH_URL (or BETTER_AUTH_JWKS_URL) too."
         )
-    settings.check_production_readiness()
+    if serving:
+        settings.check_production_readiness()
     return settings
 
 
 @lru_cache
-def get_settings() -> Settings:
+def get_settings(*, serving: bool = True) -> Settings:
     """The process-wide settings; exits with a one-line explanation when they are unusable."""
     try:
-        return load_settings()
+        return load_settings(serving=serving)
     except ConfigurationError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -3,7 +3,9 @@
 The URL and the driver arguments (TLS, timeouts, pooler settings) come from the application's
 own settings (`DATABASE_URL`, or `.env`) through the same code the application uses, so the URL
 pasted from Neon's console works here unchanged. Migrate through the direct endpoint, not the
-`-pooler` one. Tests may pass a `Settings` object as `config.attributes["settings"]`.
+`-pooler` one. On PostgreSQL every online run holds an advisory lock for its transaction
+(`database.migrations`), so containers that start together migrate one at a time. Tests may pass
+a `Settings` object as `config.attributes["settings"]`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from database.migrations import lock_for_migration
 from database.schema_comparison import comparison_options
 from database.types import UTCDateTime
 from db import create_engine_for, database_target
@@ -32,7 +35,8 @@ target_metadata = SQLModel.metadata
 
 
 def _settings() -> Settings:
-    return config.attributes.get("settings") or get_settings()
+    # Migrating needs the database's settings only, not the secret a production server does.
+    return config.attributes.get("settings") or get_settings(serving=False)
 
 
 def render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[False]:
@@ -74,6 +78,9 @@ def _run_migrations(connection: Connection) -> None:
     dialect_name = connection.dialect.name
     _configure(dialect_name, connection=connection, render_as_batch=dialect_name == "sqlite")
     with context.begin_transaction():
+        # Before Alembic reads the current revision: several processes migrating at once take
+        # turns, and the later ones find nothing left to do (PostgreSQL; no-op on SQLite).
+        lock_for_migration(connection)
         context.run_migrations()
 
 

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.passwords import PasswordHasher
 from auth.rate_limit import Limit, ensure_within, hit, hit_or_refuse, limit_key, reset
+from observability.metrics import LOGIN_FAILURES
 from settings import Settings
 from web.client_address import client_address
 
@@ -81,6 +82,9 @@ class CredentialGuard:
         else:
             valid = await hasher.verify(password, password_hash)
         if not valid:
+            LOGIN_FAILURES.labels(
+                "unknown_email" if password_hash is None else "wrong_password"
+            ).inc()
             for limit in limits:
                 await hit(session, limit)
             # Raising rolls the request's session back: keep the failures.

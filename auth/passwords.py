@@ -9,10 +9,17 @@ requests it serves) instead of queueing them behind bcrypt.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 import anyio
 from passlib.context import CryptContext
+
+from observability.metrics import BCRYPT_IN_FLIGHT, BCRYPT_WAIT
+
+T = TypeVar("T")
 
 
 def hashing_threads() -> int:
@@ -25,13 +32,26 @@ class PasswordHasher:
         self._limiter = anyio.CapacityLimiter(max_threads or hashing_threads())
         self._dummy_hash: str | None = None
 
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        """`work` in one of the hashing threads, measured: in flight from the ask to the end,
+        and how long it waited for its thread."""
+        asked = time.perf_counter()
+
+        def measured() -> T:
+            BCRYPT_WAIT.observe(time.perf_counter() - asked)
+            return work()
+
+        BCRYPT_IN_FLIGHT.inc()
+        try:
+            return await anyio.to_thread.run_sync(measured, limiter=self._limiter)
+        finally:
+            BCRYPT_IN_FLIGHT.dec()
+
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._context.hash, password, limiter=self._limiter)
+        return await self._in_thread(partial(self._context.hash, password))
 
     async def verify(self, password: str, password_hash: str) -> bool:
-        return await anyio.to_thread.run_sync(
-            partial(self._context.verify, password, password_hash), limiter=self._limiter
-        )
+        return await self._in_thread(partial(self._context.verify, password, password_hash))
 
     async def prepare(self) -> None:
         """Compute the dummy hash used to equalise the cost of logins for unknown emails."""

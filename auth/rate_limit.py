@@ -14,14 +14,17 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import HTTPException, status
 from sqlalchemy import case, delete, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from database.types import UTCDateTime, utcnow
-from db import dialect_insert
+from db import insert_for
 from models import RateLimitCounter
+from observability.metrics import rate_limited
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +35,21 @@ class Limit:
     max_hits: int
     window_seconds: int
 
+    @property
+    def kind(self) -> str:
+        """What is limited (`login-email`, `ticket`, ...): the key's part before the digest."""
+        return self.key.partition(":")[0]
+
 
 def limit_key(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 class TooManyRequests(HTTPException):
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, what: str = "attempts") -> None:
         super().__init__(
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"Too many attempts; try again in {retry_after} seconds",
+            detail=f"Too many {what}; try again in {retry_after} seconds",
             headers={"Retry-After": str(retry_after)},
         )
 
@@ -60,29 +68,29 @@ async def ensure_within(session: AsyncSession, *limits: Limit) -> None:
     )
     by_key = {limit.key: limit for limit in limits}
     now = utcnow()
-    retry_after = 0
+    retry_after, refusing = 0, ""
     for key, hits, window_started_at in rows.all():
         limit = by_key[key]
         if (
             hits >= limit.max_hits
             and window_started_at + timedelta(seconds=limit.window_seconds) > now
         ):
-            retry_after = max(
-                retry_after, _seconds_left(window_started_at, limit.window_seconds, now)
-            )
+            seconds = _seconds_left(window_started_at, limit.window_seconds, now)
+            if seconds > retry_after:
+                retry_after, refusing = seconds, limit.kind
     if retry_after:
+        rate_limited(refusing)
         raise TooManyRequests(retry_after)
 
 
-async def hit(session: AsyncSession, limit: Limit) -> tuple[int, datetime]:
-    """Count one event for `limit.key` atomically: the hits and start of the current window."""
+def _count_statement(dialect_name: str, limit: Limit) -> Any:
     now = utcnow()
     window_start = literal(now, type_=UTCDateTime())
     expired = RateLimitCounter.window_started_at <= literal(
         now - timedelta(seconds=limit.window_seconds), type_=UTCDateTime()
     )
-    statement = (
-        dialect_insert(session)(RateLimitCounter)
+    return (
+        insert_for(dialect_name)(RateLimitCounter)
         .values(key=limit.key, hits=1, window_started_at=now)
         .on_conflict_do_update(
             index_elements=["key"],
@@ -95,14 +103,30 @@ async def hit(session: AsyncSession, limit: Limit) -> tuple[int, datetime]:
         )
         .returning(RateLimitCounter.hits, RateLimitCounter.window_started_at)
     )
+
+
+async def hit(session: AsyncSession, limit: Limit) -> tuple[int, datetime]:
+    """Count one event for `limit.key` atomically: the hits and start of the current window."""
+    statement = _count_statement(session.bind.dialect.name, limit)
     hits, window_started_at = (await session.exec(statement)).one()
     return hits, window_started_at
+
+
+async def count_or_refuse(connection: AsyncConnection, limit: Limit, what: str) -> None:
+    """`hit_or_refuse` on a connection of its own (one autocommitted statement)."""
+    statement = _count_statement(connection.dialect.name, limit)
+    hits, window_started_at = (await connection.execute(statement)).one()
+    if hits > limit.max_hits:
+        retry_after = _seconds_left(window_started_at, limit.window_seconds, utcnow())
+        rate_limited(limit.kind)
+        raise TooManyRequests(retry_after, what)
 
 
 async def hit_or_refuse(session: AsyncSession, limit: Limit) -> None:
     """Count one event and raise 429 when it goes over the limit."""
     hits, window_started_at = await hit(session, limit)
     if hits > limit.max_hits:
+        rate_limited(limit.kind)
         raise TooManyRequests(_seconds_left(window_started_at, limit.window_seconds, utcnow()))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, not_, select
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, select
 
 from auth.tokens import TokenClaims
 from database.types import UTCDateTime
@@ -21,6 +21,10 @@ from models import RevokedToken, SubjectRevocation
 
 revoked_tokens = RevokedToken.__table__
 subject_revocations = SubjectRevocation.__table__
+
+# PostgreSQL NOTIFY channel of revocations; the payload is the subject whose tokens (one, or all
+# issued so far) were revoked: a hint for the processes with event streams of that subject.
+REVOCATIONS_CHANNEL = "todo_token_revocations"
 
 # A token without `iat` counts as issued at the epoch: any revocation of its subject covers it.
 UNKNOWN_ISSUE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,21 +46,32 @@ def _issue_time(issued_at: float | None) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class OwnerScope:
-    """The verified caller: the owner of the tasks a statement may touch, and its token."""
+    """The verified caller: the owner of the tasks a statement may touch, and its token.
+
+    `legacy_revocation_key` is the key the token's revocation had before keys named the subject
+    (its bare `jti`): rows written then are still honoured until they expire with their tokens.
+    """
 
     user_id: str
     revocation_key: str
     issued_at: datetime
+    legacy_revocation_key: str | None = None
 
     @classmethod
     def of(cls, claims: TokenClaims) -> OwnerScope:
-        return cls(claims.sub, claims.revocation_key, _issue_time(claims.issued_at))
+        return cls(
+            claims.sub,
+            claims.revocation_key,
+            _issue_time(claims.issued_at),
+            claims.legacy_revocation_key,
+        )
 
     def params(self) -> dict[str, Any]:
         """The bound values of `owner_id()` and `not_revoked()`."""
         return {
             "owner_id": self.user_id,
             "revocation_key": self.revocation_key,
+            "legacy_revocation_key": self.legacy_revocation_key or self.revocation_key,
             "issued_at": self.issued_at,
         }
 
@@ -67,11 +82,18 @@ def owner_id() -> Any:
 
 
 def not_revoked() -> ColumnElement[bool]:
-    """True while the scope's token is neither logged out nor older than a revocation of its
-    subject (password change, account deletion). Both are primary-key lookups."""
+    """True while the scope's token is neither logged out (under its key, or its key from
+    before keys named the subject) nor older than a revocation of its subject (password
+    change, account deletion). Both are primary-key lookups."""
     issued_at = bindparam("issued_at", type_=UTCDateTime())
     return and_(
-        not_(exists().where(revoked_tokens.c.jti == bindparam("revocation_key"))),
+        not_(
+            exists().where(
+                revoked_tokens.c.jti.in_(
+                    [bindparam("revocation_key"), bindparam("legacy_revocation_key")]
+                )
+            )
+        ),
         not_(
             exists().where(
                 subject_revocations.c.sub == owner_id(),
@@ -83,3 +105,9 @@ def not_revoked() -> ColumnElement[bool]:
 
 # Built once: a statement object memoises its compiled-cache key, so each use only binds.
 NOT_REVOKED = select(not_revoked().label("allowed"))
+
+
+def revocation_notice(subject: Any) -> ColumnElement[Any]:
+    """`pg_notify` of a revocation of `subject`'s tokens, for a revoking statement's
+    `RETURNING` (PostgreSQL delivers it when the statement's transaction commits)."""
+    return func.pg_notify(REVOCATIONS_CHANNEL, subject)

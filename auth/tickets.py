@@ -3,7 +3,9 @@
 
 A ticket is single use, lives 60 seconds, is kept in the database (any instance redeems it) only
 as a SHA-256 digest, and is bound to the token that asked for it: the stream it opens is refused
-or closed as soon as that token is revoked or expires.
+or closed as soon as that token is revoked or expires. One token gets at most
+`EVENTS_MAX_TICKETS_PER_TOKEN` tickets a minute (a database counter, shared by every instance),
+then 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select
 
+from auth.rate_limit import Limit, count_or_refuse, limit_key
 from auth.scope import OwnerScope, TokenRevoked, not_revoked, owner_id
 from database.types import UTCDateTime, utcnow
 from db import Database
@@ -22,6 +25,7 @@ from models import event_tickets
 
 TICKET_LIFETIME = timedelta(seconds=60)
 TICKET_BYTES = 32
+TICKET_WINDOW_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,18 @@ REDEEM = (
 )
 
 
-async def issue_ticket(db: Database, scope: OwnerScope, token_expires_at: datetime) -> str:
-    """A new ticket for the scope's token (one statement; refused if the token is revoked)."""
+def ticket_limit(scope: OwnerScope, max_per_minute: int) -> Limit:
+    """The token's ticket counter (keyed by its revocation key: subject and `jti`)."""
+    return Limit(limit_key("ticket", scope.revocation_key), max_per_minute, TICKET_WINDOW_SECONDS)
+
+
+async def issue_ticket(
+    db: Database, scope: OwnerScope, token_expires_at: datetime, max_per_minute: int
+) -> str:
+    """A new ticket for the scope's token: its count (429 past the limit), then the ticket
+    (refused if the token is revoked); one statement each."""
+    async with db.statement() as connection:
+        await count_or_refuse(connection, ticket_limit(scope, max_per_minute), "event tickets")
     ticket = secrets.token_urlsafe(TICKET_BYTES)
     params = {
         **scope.params(),

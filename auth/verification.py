@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import jwt
 
 from auth.jwks import PLUGIN_ALGORITHMS, JWKSKeySet, UnknownKey
-from auth.tokens import InvalidTokenError, TokenClaims, TokenService, claims_from_payload, decode
+from auth.tokens import (
+    MAX_TOKEN_LENGTH,
+    InvalidTokenError,
+    TokenClaims,
+    TokenService,
+    claims_from_payload,
+    decode,
+)
 from settings import SHARED_SECRET_ALGORITHMS, Settings
 
 JWKS_REQUIRED_CLAIMS = ("exp", "sub", "iss", "aud")
@@ -65,6 +72,9 @@ class TokenVerifier:
         self.audiences = list(audiences)
 
     async def verify(self, token: str) -> TokenClaims:
+        """Every surface's check of a bearer token (REST, event tickets and streams, `/mcp`)."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidTokenError(f"Token is longer than {MAX_TOKEN_LENGTH} characters")
         if token.count(".") != 2:
             raise InvalidTokenError(NOT_A_JWT)
         try:

@@ -7,6 +7,11 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 
+# The largest values of the integer columns (`Integer`, `BigInteger`): a number a client wrote
+# is compared with a column only within these, never bound past them (the driver would fail).
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

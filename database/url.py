@@ -93,6 +93,18 @@ class DatabaseTarget:
         return self.is_postgres and POOLER_HOST_MARKER in (self.url.host or "").lower()
 
 
+def direct_twin_url(raw: str) -> str | None:
+    """A Neon pooled URL's direct endpoint as a URL text, the query (`sslmode`, ...) kept: the
+    same host without `-pooler`. None for any other URL."""
+    if not parse_database_url(raw).behind_pooler:
+        return None
+    url = make_url(raw.strip())
+    host = url.host or ""
+    at = host.lower().index(POOLER_HOST_MARKER)
+    direct = url.set(host=host[:at] + host[at + len(POOLER_HOST_MARKER) :])
+    return direct.render_as_string(hide_password=False)
+
+
 def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 

@@ -1,5 +1,5 @@
-"""schemathesis hooks (`SCHEMATHESIS_HOOKS=fuzz.hooks`): our string formats, and a fresh valid
-token for every request.
+"""schemathesis hooks (`SCHEMATHESIS_HOOKS=fuzz.hooks`): our string formats, a fresh valid
+token for every request, and values no schema generates.
 
 The formats (`fuzz/formats.py`) carry the rules the length keywords cannot (a password's bytes).
 
@@ -10,7 +10,9 @@ token of that one request and every later operation is still exercised while aut
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +26,21 @@ from routes.idempotency import SF_STRING
 
 for name, values in FORMATS.items():
     schemathesis.openapi.format(name, values())
+
+# Values Python's JSON parser reads but JSON cannot carry (or no column holds): a schema never
+# generates them, so some negative cases get one in a field, sent as the raw text a client would
+# write. Each must be refused with a 4xx.
+NON_JSON_VALUES: tuple[object, ...] = (
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    10**400,
+    2**63,
+    "\ud800",
+    "ok \udfff",
+    ["\udbff"],
+)
+INJECTED = random.Random(os.environ.get("FUZZ_SEED", "20261122"))
 
 
 def mint_token() -> str:
@@ -46,6 +63,16 @@ class FreshBearerToken:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
+def _inject_non_json_value(case: schemathesis.Case) -> None:
+    """Half the negative cases with an object body get a value of NON_JSON_VALUES in one field,
+    sent as bytes (NaN, Infinity and \\udXXX escapes as a client would write them)."""
+    if not isinstance(case.body, dict) or not case.body or INJECTED.random() >= 0.5:
+        return
+    field = INJECTED.choice(sorted(case.body))
+    value = INJECTED.choice(NON_JSON_VALUES)
+    case.body = json.dumps({**case.body, field: value}, allow_nan=True).encode()
+
+
 @schemathesis.hook
 def before_call(
     context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]
@@ -58,6 +85,8 @@ def before_call(
     its malformed key, to be refused with 400."""
     headers = dict(case.headers or {})
     positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    if not positive:
+        _inject_non_json_value(case)
     for name, value in headers.items():
         if name.lower() != "idempotency-key" or not isinstance(value, str):
             continue

@@ -1,14 +1,16 @@
-"""LISTEN on PostgreSQL for the changes other processes commit, on one dedicated connection.
+"""LISTEN on PostgreSQL for what other processes commit, on one dedicated connection.
 
 Every task write sends `NOTIFY todo_task_changes, '<seq> <owner>'` from its own statement
-(delivered when it commits); this process's listener wakes that owner's streams. It listens only
-while this process has open streams (and a little after the last one closes), so an idle API
-does not keep a scale-to-zero database awake. LISTEN needs a
+(delivered when it commits); the listener has that owner's streams read the log, once, unless
+this process already read through `seq`. Every revocation (logout, password change, account
+deletion) sends `NOTIFY todo_token_revocations, '<subject>'`; the listener has that subject's
+streams checked. It listens only while this process has open streams (and a little after the
+last one closes), so an idle API does not keep a scale-to-zero database awake. LISTEN needs a
 direct connection: a transaction-mode pooler (Neon's `-pooler` endpoint, PgBouncer) hands each
 transaction another server connection and silently drops it. When the connection drops (a
 restart, Neon suspending an idle compute, `pg_terminate_backend`), the listener reconnects with
-backoff and wakes every stream, which then catches up from its cursor: a notification is a
-hint, never the data.
+backoff and asks for a check of every stream, which finds the owners whose log moved and the
+tokens revoked meanwhile: a notification is a hint, never the data.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from typing import Any
 
 import asyncpg
 
+from auth.scope import REVOCATIONS_CHANNEL
 from database.url import DatabaseTarget
 from live.broker import ChangeBroker
+from live.revalidation import Revalidation
+from observability import metrics as live_metrics
 from tasks.changelog import CHANGES_CHANNEL
 
 logger = logging.getLogger("todo.live")
@@ -39,10 +44,13 @@ LINGER_SECONDS = 60.0
 
 
 class ChangeListener:
-    def __init__(self, target: DatabaseTarget, broker: ChangeBroker) -> None:
+    def __init__(
+        self, target: DatabaseTarget, broker: ChangeBroker, revalidation: Revalidation
+    ) -> None:
         self.target = target
         self.broker = broker
-        self.listening = asyncio.Event()
+        self.revalidation = revalidation
+        self.listening = broker.listening
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -56,9 +64,12 @@ class ChangeListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        _seq, _, owner = payload.partition(" ")
-        self.broker.publish(owner)
+    def _changed(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        seq, _, owner = payload.partition(" ")
+        self.broker.publish(owner, int(seq) if seq.isdigit() else None)
+
+    def _revoked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.revalidation.check_owner(payload)
 
     async def _connect(self) -> asyncpg.Connection:
         arguments = {
@@ -81,6 +92,7 @@ class ChangeListener:
                 connection = await self._connect()
             except Exception as exc:  # any failure to connect is retried the same way
                 logger.warning("cannot LISTEN yet (retrying in %.1f s): %r", delay, exc)
+                live_metrics.listen_reconnects("connect_failed")
                 await self._pause(delay)
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
                 continue
@@ -89,21 +101,24 @@ class ChangeListener:
                 await self._listen(connection)
             finally:
                 self.listening.clear()
+                live_metrics.listening(False)
                 with contextlib.suppress(Exception):
                     await connection.close(timeout=1)
-            # Whatever was committed while nobody listened: every stream looks again.
-            self.broker.wake_all()
+            # Whatever was committed while nobody listened: every stream is checked.
+            self.revalidation.check_now()
 
     async def _listen(self, connection: asyncpg.Connection) -> None:
         """Listen until the connection is lost, the process stops, or no stream has been open
         for LINGER_SECONDS."""
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
-        await connection.add_listener(CHANGES_CHANNEL, self._notified)
+        await connection.add_listener(CHANGES_CHANNEL, self._changed)
+        await connection.add_listener(REVOCATIONS_CHANNEL, self._revoked)
         self.listening.set()
-        # Changes committed before LISTEN took effect reach no one otherwise.
-        self.broker.wake_all()
-        logger.info("listening for task changes on %s", CHANGES_CHANNEL)
+        live_metrics.listening(True)
+        # What was committed before LISTEN took effect reaches no one otherwise.
+        self.revalidation.check_now()
+        logger.info("listening for task changes and revocations")
         idle_since: float | None = None
         while not lost.is_set() and not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
@@ -120,9 +135,11 @@ class ChangeListener:
                 await connection.execute("SELECT 1", timeout=PING_TIMEOUT_SECONDS)
             except Exception as exc:
                 logger.warning("the LISTEN connection failed its ping: %r", exc)
+                live_metrics.listen_reconnects("ping_failed")
                 return
         if lost.is_set():
             logger.warning("the LISTEN connection was lost; reconnecting")
+            live_metrics.listen_reconnects("lost")
 
     async def _until(self, event: asyncio.Event) -> bool:
         """Wait for `event`; False when the listener is stopped first."""

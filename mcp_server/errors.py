@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from auth.scope import TokenRevoked
 from db import is_database_unavailable
+from observability.metrics import MCP_TOOL_CALLS, database_unavailable
 from tasks.errors import TaskNotFound
 
 TASK_NOT_FOUND = "Task not found"
@@ -53,6 +54,7 @@ def task_rule_errors() -> Iterator[None]:
         raise ToolError(TOKEN_REVOKED) from None
     except Exception as exc:
         if is_database_unavailable(exc):
+            database_unavailable("mcp")
             raise ToolError(DATABASE_UNAVAILABLE) from exc
         raise
 
@@ -71,6 +73,22 @@ class ReadableTool(Tool):
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
     ) -> Any:
+        """The call, counted by tool and outcome (`ok`, `error`: a refusal, `crash`)."""
+        outcome = "crash"
+        try:
+            result = await self._run(arguments, context, convert_result)
+        except UnexpectedToolError:  # a crash, which the SDK wraps
+            raise
+        except ToolError:
+            outcome = "error"
+            raise
+        else:
+            outcome = "ok"
+            return result
+        finally:
+            MCP_TOOL_CALLS.labels(self.name, outcome).inc()
+
+    async def _run(self, arguments: dict[str, Any], context: Any, convert_result: bool) -> Any:
         unknown = sorted(set(arguments) - set(self.parameters.get("properties", {})))
         if unknown:
             takes = ", ".join(self.parameters.get("properties", {}))

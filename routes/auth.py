@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from sqlalchemy import delete, update
+from sqlalchemy import delete, event, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,10 +18,13 @@ from auth.dependencies import (
     TokenServiceDep,
 )
 from auth.passwords import PasswordHasher
+from auth.scope import revocation_notice
 from auth.tokens import TokenService
+from chat.conversations import erase_conversations
 from database.types import utcnow
 from db import SessionDep, dialect_insert
 from models import RevokedToken, SubjectRevocation, User
+from observability.metrics import replayed
 from routes.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, read_idempotency_key
 from routes.responses import (
     DATABASE_UNAVAILABLE,
@@ -104,10 +107,11 @@ async def signup(
     await session.commit()
     if record is not None:
         check_fingerprint(record, key)
-        replayed = request.app.state.sealed_bodies.open(record.body or "")
-        if replayed is not None:
+        answer = request.app.state.sealed_bodies.open(record.body or "")
+        if answer is not None:
+            replayed("signup")
             return Response(
-                replayed,
+                answer,
                 status_code=record.status,
                 media_type="application/json",
                 headers={REPLAYED_HEADER: "true"},
@@ -172,20 +176,39 @@ async def login(
     return _token_response(tokens, user)
 
 
-async def revoke(session: AsyncSession, key: str, expires_at: datetime) -> None:
+def _announce_revocation(request: Request, session: AsyncSession, sub: str) -> None:
+    """Once the revocation commits, this process checks `sub`'s open event streams (on
+    PostgreSQL the revoking statement also notifies every other process)."""
+    database = request.app.state.database
+    event.listen(
+        session.sync_session, "after_commit", lambda _session: database.revoked(sub), once=True
+    )
+
+
+def _notifying(session: AsyncSession, statement: Any, sub: str) -> Any:
+    if session.bind.dialect.name == "postgresql":
+        return statement.returning(revocation_notice(sub))
+    return statement
+
+
+async def revoke(
+    request: Request, session: AsyncSession, sub: str, key: str, expires_at: datetime
+) -> None:
     """Record a revoked token (idempotent) and purge revocations that have expired."""
-    await session.exec(
+    insert = (
         dialect_insert(session)(RevokedToken)
         .values(jti=key, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
+    await session.exec(_notifying(session, insert, sub))
     await session.exec(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+    _announce_revocation(request, session, sub)
 
 
 @router.post("/logout", responses=UNAUTHORIZED)
-async def logout(claims: CurrentClaims, session: SessionDep) -> MessageResponse:
+async def logout(request: Request, claims: CurrentClaims, session: SessionDep) -> MessageResponse:
     """Revoke this token; the user's other tokens keep working."""
-    await revoke(session, claims.revocation_key, claims.expires_at)
+    await revoke(request, session, claims.sub, claims.revocation_key, claims.expires_at)
     return MessageResponse(detail="Logged out")
 
 
@@ -198,15 +221,15 @@ async def me(claims: CurrentClaims, session: SessionDep) -> UserRead:
     return UserRead(id=claims.sub, email=claims.email, name=claims.name, created_at=None)
 
 
-async def revoke_subject(session: AsyncSession, sub: str) -> None:
+async def revoke_subject(request: Request, session: AsyncSession, sub: str) -> None:
     """Revoke every token of `sub` issued up to now (tokens issued afterwards stay valid)."""
     now = utcnow()
     insert = dialect_insert(session)(SubjectRevocation).values(sub=sub, not_before=now)
-    await session.exec(
-        insert.on_conflict_do_update(
-            index_elements=["sub"], set_={"not_before": insert.excluded.not_before}
-        )
+    upsert = insert.on_conflict_do_update(
+        index_elements=["sub"], set_={"not_before": insert.excluded.not_before}
     )
+    await session.exec(_notifying(session, upsert, sub))
+    _announce_revocation(request, session, sub)
 
 
 async def _local_account(session: AsyncSession, sub: str) -> User:
@@ -245,6 +268,7 @@ async def _confirm_password(
     },
 )
 async def change_password(
+    request: Request,
     body: PasswordChange,
     claims: CurrentClaims,
     session: SessionDep,
@@ -258,7 +282,7 @@ async def change_password(
     await _confirm_password(session, hasher, guard, user, body.current_password)
     password_hash = await hasher.hash(body.new_password)
     await session.exec(update(User).where(User.id == user.id).values(password_hash=password_hash))
-    await revoke_subject(session, user.id)
+    await revoke_subject(request, session, user.id)
     return _token_response(tokens, user)
 
 
@@ -274,16 +298,19 @@ async def change_password(
     },
 )
 async def delete_account(
+    request: Request,
     body: AccountDeletion,
     claims: CurrentClaims,
     session: SessionDep,
     hasher: PasswordHasherDep,
     guard: CredentialGuardDep,
 ) -> None:
-    """Delete the account and all its tasks, confirmed by its password; its tokens are revoked."""
+    """Delete the account, all its tasks and conversations, confirmed by its password; its
+    tokens are revoked."""
     user = await _local_account(session, claims.sub)
     await _confirm_password(session, hasher, guard, user, body.password)
     connection = await session.connection()
     await erase_owner(connection, connection.dialect.name == "postgresql", user.id)
+    await erase_conversations(connection, user.id)
     await session.exec(delete(User).where(User.id == user.id))
-    await revoke_subject(session, user.id)
+    await revoke_subject(request, session, user.id)

@@ -17,6 +17,8 @@ from typing import Annotated
 from fastapi import Header
 from pydantic import WithJsonSchema
 
+from database.types import BIGINT_MAX
+
 # RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
 ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
 TASK_TAG = re.compile(r"(\d{1,10})\.(\d{1,19})")
@@ -63,12 +65,15 @@ class TagList:
 
     def task_versions(self, task_id: int) -> tuple[int, ...]:
         """If-Match on a task: the versions named by strong tags of this task (weak tags never
-        match); `(NO_VERSION,)` when none can match, so the write answers 412 (or 404)."""
+        match, nor versions past the 64-bit column); `(NO_VERSION,)` when none can match, so
+        the write answers 412 (or 404)."""
         versions = []
         for member in self.tags:
             match = TASK_TAG.fullmatch(member.opaque)
             if not member.weak and match is not None and int(match.group(1)) == task_id:
-                versions.append(int(match.group(2)))
+                version = int(match.group(2))
+                if version <= BIGINT_MAX:
+                    versions.append(version)
         return tuple(versions) or (NO_VERSION,)
 
 

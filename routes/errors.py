@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from auth.scope import TokenRevoked
+from observability.metrics import write_refused
 from routes.conditional import task_tag
 from tasks.errors import CursorExpired, TaskNotFound, VersionMismatch
 from tasks.idempotency import IdempotencyKeyInFlight, IdempotencyKeyReused
@@ -38,6 +39,7 @@ async def cursor_expired_handler(request: Request, _exc: Exception) -> JSONRespo
 
 async def version_mismatch_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VersionMismatch)
+    write_refused(status.HTTP_412_PRECONDITION_FAILED, "stale_if_match")
     tag = task_tag(int(request.path_params["task_id"]), exc.current_version)
     return JSONResponse(
         {"detail": "The task changed since the ETag you sent (If-Match): GET it and retry."},
@@ -59,6 +61,7 @@ async def key_reused_handler(request: Request, _exc: Exception) -> JSONResponse:
 
 
 async def key_in_flight_handler(_request: Request, _exc: Exception) -> JSONResponse:
+    write_refused(status.HTTP_409_CONFLICT, "idempotency_key_in_flight")
     return JSONResponse(
         {"detail": "The first request with this Idempotency-Key is still running; retry soon."},
         status_code=status.HTTP_409_CONFLICT,

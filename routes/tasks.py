@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, WithJsonSchema
 
 from auth.dependencies import TaskScope
 from db import DatabaseDep
+from observability.metrics import replayed, write_refused
 from routes.conditional import (
     CACHE_CONTROL,
     EntityTag,
@@ -93,6 +94,7 @@ def expected_versions(
     """The versions `If-Match` allows (None: any), or 428 when the settings require it."""
     if if_match is None:
         if request.app.state.settings.require_if_match:
+            write_refused(status.HTTP_428_PRECONDITION_REQUIRED, "if_match_required")
             raise HTTPException(
                 status.HTTP_428_PRECONDITION_REQUIRED,
                 detail="This server requires If-Match with the task's ETag for changes: "
@@ -126,6 +128,7 @@ def _written(write: TaskWrite, request: Request, response: Response) -> Any:
     if write.successor_id is not None:
         response.headers["Location"] = _task_url(request, write.task.user_id, write.successor_id)
     if write.replayed:
+        replayed("task_write")
         response.headers[REPLAYED_HEADER] = "true"
     return write.task
 
@@ -221,6 +224,7 @@ async def delete_completed_tasks(
     write = await commands.delete_completed_tasks(db, scope, idempotency=key)
     response.headers[DELETED_COUNT_HEADER] = str(write.deleted_count)
     if write.replayed:
+        replayed("task_write")
         response.headers[REPLAYED_HEADER] = "true"
 
 
@@ -244,8 +248,11 @@ async def task_stats(
     return Response(body, media_type=JSON, headers=headers)  # type: ignore[return-value]
 
 
-def parse_cursor(since: str | None) -> Cursor | None:
-    """The `since` query parameter as a log position; 422 when it was not issued here."""
+def parse_cursor(
+    since: str | None, location: tuple[str, str] = ("query", "since")
+) -> Cursor | None:
+    """A cursor (the `since` query parameter, or the header at `location`) as a log position;
+    422 at that location when it was not issued here."""
     if since is None:
         return None
     try:
@@ -255,7 +262,7 @@ def parse_cursor(since: str | None) -> Cursor | None:
             [
                 {
                     "type": "value_error",
-                    "loc": ("query", "since"),
+                    "loc": location,
                     "msg": "Value error, not a cursor this API issued",
                     "input": since,
                 }

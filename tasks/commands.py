@@ -229,6 +229,26 @@ def _logged(rows: CTE, kind: ChangeKind, seq: ColumnElement[Any] | None = None) 
     return log_entries(rows, kind, seq)
 
 
+LOCK_COUNTER = (
+    select(change_counters.c.seq).where(change_counters.c.user_id == owner_id()).with_for_update()
+)
+
+
+async def _execute_write(
+    db: Database, statement: Select[Any], params: dict[str, Any], *, holding_counter: bool
+) -> Row[Any]:
+    """One round trip; or, for a write that lost a race for the owner's counter
+    (`_fresh_snapshot`), the counter locked first in the same transaction: no other write of
+    this owner can then commit between this statement's snapshot and its own bump, so it
+    cannot lose again, however many writes of the owner queue at once."""
+    if not holding_counter:
+        async with db.statement() as connection:
+            return (await connection.execute(statement, params)).one()
+    async with db.transaction() as connection:
+        await connection.execute(LOCK_COUNTER, {"owner_id": params["owner_id"]})
+        return (await connection.execute(statement, params)).one()
+
+
 async def _run_statement(
     db: Database,
     statement: Select[Any],
@@ -238,13 +258,14 @@ async def _run_statement(
     """Run one PostgreSQL write; a record of its idempotency key (found before writing, or
     stored first by a racing request) comes back instead of its row."""
     attempt = 0
+    holding_counter = False
     while True:
         attempt += 1
         try:
-            async with db.statement() as connection:
-                row = (await connection.execute(statement, params)).one()
+            row = await _execute_write(db, statement, params, holding_counter=holding_counter)
         except DBAPIError as error:
             if is_stale_snapshot(error) and attempt < MAX_ATTEMPTS:
+                holding_counter = True
                 continue
             if not isinstance(error, IntegrityError):
                 raise

@@ -1,10 +1,14 @@
-"""Reading the change log: the changes feed (`GET …/tasks/changes`) and the live events' replay.
+"""Reading the change log: the changes feed (`GET …/tasks/changes`) and the live events' reads.
 
 The feed answers "what changed after this cursor": each task created or changed since, once, in
 its latest state (the newest log entry of each task), and the ids of the tasks deleted since.
 Without a cursor it pages through every current task (a full sync), remembering where the log
 stood when the sync began, and hands over a log cursor at the end. The log is per owner and
 commit-ordered (see `changelog`), so following cursors never skips a change.
+
+Live events read every entry instead (`read_owner_log`), once per change for all the streams of
+an owner in a process, so that read carries no token: each stream's token is checked on its own
+(`tasks.stream_checks`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, bindparam, exists, func, not_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    bindparam,
+    exists,
+    func,
+    not_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.engine import Row
 
 from auth.scope import OwnerScope, TokenRevoked, not_revoked, owner_id
@@ -92,14 +107,35 @@ def _latest_changes() -> Select[Any]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerLog:
+    """A page of an owner's log, and where the log stood when it was read: every change up to
+    `seq` is committed (the counter is bumped in the same transaction as its entries)."""
+
+    entries: list[LogEntry]
+    seq: int
+    purged_through: int
+
+
 @lru_cache(maxsize=1)
-def _log_entries() -> Select[Any]:
-    """Every entry after the cursor, in log order (the live events' replay)."""
-    return (
-        select(*_entry_columns(), _counter_column("purged_through").label("purged_through"))
-        .where(task_changes.c.user_id == owner_id(), _after_cursor(), not_revoked())
+def _owner_log() -> Select[Any]:
+    """Every entry after the cursor, in log order, beside the owner's counters (one row of
+    counters alone when nothing follows the cursor), all in one snapshot."""
+    entries = (
+        select(*_entry_columns())
+        .where(task_changes.c.user_id == owner_id(), _after_cursor())
         .order_by(task_changes.c.seq, task_changes.c.task_id)
         .limit(bindparam("limit", type_=Integer))
+        .subquery("entries")
+    )
+    counters = select(
+        _counter_column("seq").label("state"),
+        _counter_column("purged_through").label("purged_through"),
+    ).subquery("counters")
+    return (
+        select(counters.c.state, counters.c.purged_through, *entries.c)
+        .select_from(counters.outerjoin(entries, true()))
+        .order_by(entries.c.seq, entries.c.id)
     )
 
 
@@ -184,27 +220,16 @@ async def _full_sync(
     return ChangesPage(tasks_page, [], Cursor(state), has_more=rows[0].state > state)
 
 
-async def read_log(db: Database, scope: OwnerScope, after: Cursor, limit: int) -> list[LogEntry]:
-    """Every change after `after` (one entry per change), oldest first, at most `limit`."""
-    params = {**scope.params(), "seq": after.seq, "task_id": after.task_id, "limit": limit}
+async def read_owner_log(db: Database, owner: str, after: Cursor, limit: int) -> OwnerLog:
+    """Every change of `owner` after `after` (one entry per change), oldest first, at most
+    `limit`: one statement, scoped by owner and guarded by no token (the live streams that share
+    it have their tokens checked together, `tasks.stream_checks`)."""
+    params = {"owner_id": owner, "seq": after.seq, "task_id": after.task_id, "limit": limit}
     async with db.read() as connection:
-        rows = (await connection.execute(_log_entries(), params)).all()
-        if not rows:
-            await _explain_empty(connection, params, after)
-            return []
-    if after.seq < rows[0].purged_through:
-        raise CursorExpired
-    return [
-        LogEntry(Cursor(row.seq, row.id), ChangeKind(row.kind), _task_fields(row)) for row in rows
+        rows = (await connection.execute(_owner_log(), params)).all()
+    entries = [
+        LogEntry(Cursor(row.seq, row.id), ChangeKind(row.kind), _task_fields(row))
+        for row in rows
+        if row.seq is not None
     ]
-
-
-async def stream_start(db: Database, scope: OwnerScope, since: Cursor | None) -> Cursor:
-    """Where a live stream starts: after `since`, or at the log's current end.
-
-    Raises `TokenRevoked`, or `CursorExpired` when the log no longer reaches back to `since`.
-    """
-    params = scope.params()
-    async with db.read() as connection:
-        explanation = await _explain_empty(connection, params, since)
-    return since if since is not None else Cursor(explanation.state)
+    return OwnerLog(entries, rows[0].state, rows[0].purged_through)

@@ -28,6 +28,7 @@ from models import (
     idempotency_records,
     task_changes,
 )
+from observability.metrics import PURGE_RUNS
 
 logger = logging.getLogger("todo.retention")
 
@@ -100,10 +101,13 @@ async def keep_tidy(db: Database, retention: timedelta) -> None:
             purged = await purge(db, retention)
         except Exception as exc:
             if not is_database_unavailable(exc):
+                PURGE_RUNS.labels("failed").inc()
                 logger.exception("purge failed")
             else:
+                PURGE_RUNS.labels("unavailable").inc()
                 logger.warning("purge skipped, database unavailable: %r", exc)
         else:
+            PURGE_RUNS.labels("skipped" if purged is None else "purged").inc()
             if purged is not None:
                 logger.info("purged %s", purged)
         await asyncio.sleep(EVERY_SECONDS)

@@ -4,12 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 WAIT = 10.0
+# What uvicorn gives open responses (streams a test left open) before it cancels them.
+GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+@asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` on a loopback port of this event loop, its lifespan left to the caller (httpx's
+    ASGI transport buffers whole responses; a stream needs a server). Yields the base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(WAIT):
+            while not server.started:
+                if serving.done():
+                    await serving
+                    raise RuntimeError("uvicorn stopped before it started")
+                await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @dataclass
@@ -72,3 +106,61 @@ class Stream:
     async def __aexit__(self, *_exc: object) -> None:
         assert self.response is not None
         await self.response.aclose()
+
+
+class RawStream(asyncio.Protocol):
+    """An event stream on a bare connection, for tests that open hundreds: counts what arrives
+    (an httpx client per stream would cost the test more than the server)."""
+
+    def __init__(self, host: str, port: int, path: str, headers: dict[str, str]) -> None:
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        self.received = bytearray()
+        self.opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        if self.opened.done():
+            return
+        refused = b"\r\n\r\n" in self.received and not self.received.startswith(b"HTTP/1.1 200")
+        if refused or b": live" in self.received:
+            self.opened.set_result(not refused)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(False)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def events(self, name: str) -> int:
+        return self.received.count(f"event: {name}\n".encode())
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_raw_streams(
+    base_url: str, requests: list[tuple[str, dict[str, str]]], at_once: int = 200
+) -> list[RawStream]:
+    """One open stream per `(path, headers)`, at most `at_once` being opened at a time."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(at_once)
+    streams = [RawStream(host, int(port), path, headers) for path, headers in requests]
+
+    async def one(stream: RawStream) -> None:
+        async with gate:
+            await loop.create_connection(lambda: stream, host, int(port))
+            async with asyncio.timeout(WAIT * 3):
+                assert await asyncio.shield(stream.opened), bytes(stream.received[:300])
+
+    await asyncio.gather(*(one(stream) for stream in streams))
+    return streams

@@ -19,14 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("database",),
     ("settings",),
+    ("observability",),
     ("models",),
     ("db", "schemas"),
     ("web",),
     ("auth",),
     ("tasks",),
     ("live",),
-    ("routes", "mcp_server"),
-    ("main",),
+    ("mcp_server",),
+    ("chat",),
+    ("routes",),
+    ("main", "deploy"),
 )
 ROOT_MODULES = frozenset({"main", "db", "models", "schemas", "settings"})
 # Third-party packages a part must not use: task rules and database plumbing know nothing of HTTP.
@@ -34,8 +37,12 @@ FORBIDDEN_LIBRARIES = {
     "tasks": ("fastapi", "starlette", "mcp"),
     "live": ("fastapi", "starlette", "mcp"),
     "database": ("fastapi", "starlette", "mcp"),
+    # The container's start runs before the app exists and only execs the server.
+    "deploy": ("fastapi", "starlette", "mcp"),
     # The MCP endpoint is not a FastAPI router: it reaches the task rules through the SDK only.
     "mcp_server": ("fastapi",),
+    # The chat turn knows nothing of HTTP: routes/chat.py and routes/chatkit.py speak it.
+    "chat": ("fastapi", "starlette"),
 }
 NOT_APPLICATION_CODE = frozenset({"tests", "alembic", "benchmarks", "fuzz", "clients", ".venv"})
 

@@ -36,6 +36,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/{user_id}/tasks"): schemas.TaskCreate,
     ("PUT", "/api/{user_id}/tasks/{task_id}"): schemas.TaskUpdate,
     ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): schemas.TaskCompletion,
+    ("POST", "/api/{user_id}/chat"): schemas.ChatRequest,
 }
 LIST = ("GET", "/api/{user_id}/tasks")
 EXAMPLES = 100
@@ -148,7 +149,7 @@ AWKWARD_CHARACTERS = [
 ]
 AWKWARD_TEXT = st.text(st.sampled_from(AWKWARD_CHARACTERS), max_size=80) | st.text(max_size=40)
 
-STRIPPED = {"title", "name", "tag"}
+STRIPPED = {"title", "name", "tag", "message"}
 # (document location, the validated type, the field's kind)
 FIELDS = [
     (lambda: property_schema("TaskCreate", "title"), schemas.Title, "title"),
@@ -162,6 +163,7 @@ FIELDS = [
     (lambda: property_schema("PasswordChange", "new_password"), schemas.NewPassword, ""),
     (lambda: property_schema("LoginRequest", "password"), schemas.Password, ""),
     (lambda: property_schema("AccountDeletion", "password"), schemas.Password, ""),
+    (lambda: property_schema("ChatRequest", "message"), schemas.ChatText, "message"),
 ]
 
 

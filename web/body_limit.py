@@ -1,7 +1,15 @@
-"""Pure-ASGI middleware refusing request bodies over a size limit with 413."""
+"""Pure-ASGI middleware bounding request bodies: size (413) and time to arrive (408).
+
+Under any server (the bounded protocol's head limits need uvicorn's `--http` option; these do
+not): a `Content-Length` over the limit is refused up front, a streamed (chunked) body is counted
+as it arrives, and a body still arriving `HTTP_BODY_TIMEOUT_SECONDS` after its head is refused
+with 408 and `Connection: close`. Once the body is complete, `receive` is passed through as it
+is (an event stream waits on it for the client's disconnect, for as long as it lasts).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from fastapi import HTTPException, status
@@ -16,12 +24,22 @@ class BodyTooLarge(HTTPException):
         )
 
 
-class BodySizeLimitMiddleware:
-    """Reject by `Content-Length` up front; count streamed (chunked) bodies as they arrive."""
+class BodyTooSlow(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            status_code=status.HTTP_408_REQUEST_TIMEOUT,
+            detail=f"The request body did not arrive within {seconds:g} seconds",
+            headers={"Connection": "close"},
+        )
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Reject by `Content-Length` up front; count streamed bodies and time them as they arrive."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,15 +57,24 @@ class BodySizeLimitMiddleware:
                 break
 
         received = 0
-        max_bytes = self.max_bytes
+        complete = False
+        max_bytes, timeout = self.max_bytes, self.timeout_seconds
+        deadline = asyncio.get_running_loop().time() + timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow(timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
                     raise BodyTooLarge(max_bytes)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -4,7 +4,9 @@
   new one; it is in `request.state.request_id` and on every response.
 - `X-Content-Type-Options: nosniff` everywhere, `Cache-Control: no-store` on `/api/auth/*`.
 - One `todo.access` line per request: method, route template (never the raw path or query, which
-  may carry ids or secrets), status, duration, user id (set by the auth dependency), request id.
+  may carry ids or secrets), status, duration, user id (set by the auth dependency), request id
+  and, while tracing is on, trace id. The request id is also the context's (`observability`):
+  every line logged while the request is served carries it in the JSON format.
 - An exception nobody handled becomes `500 {"detail": "Internal server error", "request_id"}`;
   the traceback goes to the log only.
 """
@@ -19,6 +21,8 @@ import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from observability.context import current_trace_id, enter_request, leave_request
 
 access_logger = logging.getLogger("todo.access")
 error_logger = logging.getLogger("todo.errors")
@@ -77,13 +81,14 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        entered = enter_request(request_id)
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
             error_logger.exception(
                 "unhandled error during %s %s (request id %s)",
                 scope["method"],
-                _route(scope),
+                route_of(scope),
                 request_id,
             )
             if response_started:
@@ -92,6 +97,7 @@ class RequestContextMiddleware:
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 self._log(scope, state, status_code, started, request_id)
+            leave_request(entered)
 
     @staticmethod
     async def _internal_error(send: Send, request_id: str) -> None:
@@ -113,16 +119,18 @@ class RequestContextMiddleware:
         scope: Scope, state: dict[str, Any], status_code: int, started: float, request_id: str
     ) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        route = _route(scope)
+        route = route_of(scope)
         user_id = state.get("user_id")
+        trace_id = current_trace_id()
         access_logger.info(
-            "method=%s route=%s status=%d duration_ms=%.2f user_id=%s request_id=%s",
+            "method=%s route=%s status=%d duration_ms=%.2f user_id=%s request_id=%s trace_id=%s",
             scope["method"],
             route,
             status_code,
             duration_ms,
             user_id or "-",
             request_id,
+            trace_id or "-",
             extra={
                 "method": scope["method"],
                 "route": route,
@@ -130,11 +138,14 @@ class RequestContextMiddleware:
                 "duration_ms": duration_ms,
                 "user_id": user_id,
                 "request_id": request_id,
+                "trace_id": trace_id,
             },
         )
 
 
-def _route(scope: Scope) -> str:
+def route_of(scope: Scope) -> str:
+    """The matched route's template (`/api/{user_id}/tasks`): what logs name, never the raw
+    path (it holds user ids)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "-"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from alembic.config import Config
 from settings import load_settings
 from tests.helpers import TEST_SECRET
 from tests.infra.servers import free_port, wait_for_port
+from web.protocol import UVICORN_OPTIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_SECONDS = 60
@@ -65,8 +66,11 @@ class RunningApp:
 
 
 @contextmanager
-def running_app(database_url: str, log_dir: Path, **environment: str) -> Iterator[RunningApp]:
-    """`uvicorn main:app` in its own process on a free port; stopped (SIGTERM) on exit."""
+def running_app(
+    database_url: str, log_dir: Path, *, options: Sequence[str] = (), **environment: str
+) -> Iterator[RunningApp]:
+    """`uvicorn main:app` with the README's options (and `options`, such as `--workers 2`) in
+    its own process on a free port; stopped (SIGTERM) on exit."""
     port = free_port()
     log_file = log_dir / f"uvicorn-{port}.log"
     env = {
@@ -85,6 +89,8 @@ def running_app(database_url: str, log_dir: Path, **environment: str) -> Iterato
                 "-m",
                 "uvicorn",
                 "main:app",
+                *UVICORN_OPTIONS,
+                *options,
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -1,5 +1,6 @@
 """Live events across two uvicorn processes on one PostgreSQL (LISTEN/NOTIFY), the listener
-killed mid-run, resumption with Last-Event-ID, and the shutdown of a process with open streams."""
+killed mid-run, resumption with Last-Event-ID, a revocation ending streams on both processes,
+and the shutdown of a process with open streams."""
 
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ KILL_LISTENERS = (
     f"WHERE application_name = '{LISTENER_NAME}'"
 )
 LISTENERS = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{LISTENER_NAME}'"
+
+
+async def _open_streams(
+    http: httpx.AsyncClient, base_urls: list[str], user_id: str, headers: dict[str, str]
+) -> tuple[list[Stream], list[EventReader]]:
+    """One of the user's event streams on each of `base_urls`, each past its first comment
+    (close them with `__aexit__`)."""
+    streams = [Stream(http, f"{url}/api/{user_id}/events", headers=headers) for url in base_urls]
+    readers = []
+    for stream in streams:
+        response, reader = await stream.__aenter__()
+        assert response.status_code == 200
+        await reader.next()
+        readers.append(reader)
+    return streams, readers
 
 
 async def _listeners_ready(postgres: PostgresServer, count: int) -> None:
@@ -99,16 +115,8 @@ async def test_mixed_writes_on_both_arrive_once_each_in_order_despite_a_killed_l
     async with httpx.AsyncClient(timeout=30) as http:
         user_id, headers = await _account(http, first.base_url, "mixed@example.com")
         path = f"/api/{user_id}/tasks"
-        streams = [
-            Stream(http, f"{instance.base_url}/api/{user_id}/events", headers=headers)
-            for instance in (first, second)
-        ]
-        readers = []
-        for stream in streams:
-            response, reader = await stream.__aenter__()
-            assert response.status_code == 200
-            await reader.next()
-            readers.append(reader)
+        urls = [first.base_url, second.base_url]
+        streams, readers = await _open_streams(http, urls, user_id, headers)
         await _listeners_ready(postgres, 2)
         collected = [
             asyncio.create_task(_collect(reader, WRITES, within=120)) for reader in readers
@@ -206,6 +214,32 @@ async def test_disconnect_write_reconnect_replays_the_missed_events(
     assert [event.data for event in replayed] == missed
 
 
+async def test_a_logout_on_one_ends_the_tokens_streams_on_both(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The revocation is notified like a change: these processes check their streams only
+    hourly on their own, so only the notification can end them within the test's wait."""
+    alembic("upgrade", "head", database_url=postgres.url())
+    logs = tmp_path_factory.mktemp("revocation")
+    with (
+        running_app(postgres.url(), logs, EVENTS_CHECK_SECONDS="3600") as first,
+        running_app(postgres.url(), logs, EVENTS_CHECK_SECONDS="3600") as second,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            user_id, headers = await _account(http, first.base_url, "logout@example.com")
+            urls = [first.base_url, second.base_url]
+            streams, readers = await _open_streams(http, urls, user_id, headers)
+            try:
+                await _listeners_ready(postgres, 2)
+                logged_out = await http.post(f"{first.base_url}/api/auth/logout", headers=headers)
+                assert logged_out.status_code == 200
+                for reader in readers:
+                    assert await reader.next_event(within=30) is None, "the stream went on"
+            finally:
+                for stream in streams:
+                    await stream.__aexit__()
+
+
 async def test_sigterm_with_streams_open_exits_promptly_with_writes_committed(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -214,15 +248,7 @@ async def test_sigterm_with_streams_open_exits_promptly_with_writes_committed(
     with running_app(postgres.url(), logs) as app:
         async with httpx.AsyncClient(timeout=30) as http:
             user_id, headers = await _account(http, app.base_url, "drain@example.com")
-            streams = [
-                Stream(http, f"{app.base_url}/api/{user_id}/events", headers=headers)
-                for _ in range(3)
-            ]
-            readers = []
-            for stream in streams:
-                _response, reader = await stream.__aenter__()
-                await reader.next()
-                readers.append(reader)
+            streams, readers = await _open_streams(http, [app.base_url] * 3, user_id, headers)
             created = await http.post(
                 f"{app.base_url}/api/{user_id}/tasks", json={"title": "kept"}, headers=headers
             )

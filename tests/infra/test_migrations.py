@@ -1,4 +1,5 @@
-"""The Alembic revisions build exactly the schema the models describe, on PostgreSQL and SQLite.
+"""The Alembic revisions build exactly the schema the models describe, on PostgreSQL and SQLite;
+on PostgreSQL several migrations at once take turns (the advisory lock in `alembic/env.py`).
 
 The comparison is Alembic's autogenerate diff between the migrated database and the complete
 metadata of the application (every table any imported module declares), so any drift, a new
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -24,8 +27,10 @@ from sqlmodel import SQLModel
 
 import main  # noqa: F401  (the application: every table it uses is on SQLModel.metadata)
 import models  # noqa: F401
+from database.migrations import MIGRATION_LOCK_KEY
 from database.schema_comparison import comparison_options
 from db import SchemaNotMigratedError, create_engine_for
+from deploy.migrate import migrate_to_head
 from main import create_app
 from settings import load_settings
 from tests.helpers import TEST_SECRET
@@ -143,3 +148,63 @@ async def test_startup_accepts_a_migrated_postgresql(postgres: PostgresServer) -
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         pass
+
+
+@pytest.fixture
+def empty_postgres_database(postgres: PostgresServer) -> Iterator[str]:
+    name = f"lock_{uuid.uuid4().hex[:12]}"
+    postgres.psql(f'CREATE DATABASE "{name}"')
+    yield postgres.url(name)
+    postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_several_migrating_at_once_run_the_revisions_once(empty_postgres_database: str) -> None:
+    """Three `alembic upgrade head` processes on one empty database, as containers starting
+    together: all succeed, one ran the revisions, the others found nothing to do."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outputs = list(
+            pool.map(
+                lambda _: alembic_cli("upgrade", "head", database_url=empty_postgres_database),
+                range(3),
+            )
+        )
+    assert sum("Running upgrade  -> 0001" in output for output in outputs) == 1
+    assert differences(empty_postgres_database) == []
+
+
+async def test_a_migration_waits_while_another_holds_the_lock(
+    empty_postgres_database: str,
+) -> None:
+    holder = await asyncpg.connect(empty_postgres_database)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        migrating = asyncio.create_task(
+            asyncio.to_thread(alembic, "upgrade", "head", database_url=empty_postgres_database)
+        )
+        done, _ = await asyncio.wait({migrating}, timeout=2)
+        assert not done, "the migration ran while another process held the lock"
+        assert await asyncio.to_thread(table_names, empty_postgres_database) == set()
+        await transaction.commit()
+        await asyncio.wait_for(migrating, timeout=60)
+    finally:
+        await holder.close()
+    assert await asyncio.to_thread(differences, empty_postgres_database) == []
+
+
+async def test_the_start_waits_for_a_database_that_comes_up(
+    postgres: PostgresServer, empty_postgres_database: str
+) -> None:
+    """The container's migration retries a database that refuses connections (still starting,
+    a cold compute) instead of failing at once."""
+    settings = load_settings(database_url=empty_postgres_database, db_connect_timeout=2)
+    postgres.stop("fast")
+    try:
+        migrating = asyncio.create_task(asyncio.to_thread(migrate_to_head, settings))
+        done, _ = await asyncio.wait({migrating}, timeout=3)
+        assert not done, "gave up on a database that does not answer yet"
+    finally:
+        postgres.start()
+    await asyncio.wait_for(migrating, timeout=60)
+    assert await asyncio.to_thread(differences, empty_postgres_database) == []

@@ -53,8 +53,24 @@ class TestRefused:
             frontend_token("someone", secret="another-secret-that-is-long-enough-0123456789"),
             frontend_token("someone", exp=datetime.now(UTC) - timedelta(minutes=1)),
             frontend_token(None),
+            frontend_token("u" * 256),
+            frontend_token("someone\n2026-01-01 INFO todo.access: forged"),
+            frontend_token("someone", exp=str(int(datetime.now(UTC).timestamp()) + 3600)),
+            frontend_token("someone", exp=10**400),
+            "a" * 8193,
         ],
-        ids=["opaque", "garbage", "wrong-secret", "expired", "no-sub"],
+        ids=[
+            "opaque",
+            "garbage",
+            "wrong-secret",
+            "expired",
+            "no-sub",
+            "sub-past-255",
+            "sub-with-newline",
+            "exp-as-string",
+            "exp-past-the-float-range",
+            "too-long",
+        ],
     )
     async def test_bad_tokens(self, app: FastAPI, token: str) -> None:
         _assert_refused(await _initialize(app, token))

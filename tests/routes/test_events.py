@@ -8,20 +8,23 @@ the stream as a browser would.
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
-import routes.events
-from models import change_counters, event_tickets
+from models import RevokedToken, change_counters, event_tickets
+from settings import Settings
+from tasks.feed import _owner_log
+from tasks.stream_checks import _statement
 from tests.helpers import Account, bearer, create_task, frontend_token
-from tests.sse import WAIT, Stream
+from tests.routes.test_tasks_round_trips import recorded
+from tests.sse import WAIT, Stream, open_raw_streams, served
 
 
 async def _eventually(condition: Callable[[], bool], within: float = WAIT) -> None:
@@ -32,21 +35,8 @@ async def _eventually(condition: Callable[[], bool], within: float = WAIT) -> No
 
 @pytest.fixture
 async def server(app: FastAPI) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    serving = uvicorn.Server(config)
-    task = asyncio.create_task(serving.serve())
-    await _eventually(lambda: serving.started)
-    port = serving.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    serving.should_exit = True
-    await task
+    async with served(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -83,6 +73,11 @@ class TestAccess:
             events_url(alice), headers={**alice.headers, "Last-Event-ID": cursor}
         )
         assert response.status_code == 422
+        assert [error["loc"] for error in response.json()["detail"]] == [
+            ["header", "last-event-id"]
+        ]
+        since = await http.get(events_url(alice), params={"since": cursor}, headers=alice.headers)
+        assert [error["loc"] for error in since.json()["detail"]] == [["query", "since"]]
 
     async def test_a_cursor_past_the_retention_is_410(
         self, app: FastAPI, http: httpx.AsyncClient, client: AsyncClient, alice: Account
@@ -184,11 +179,54 @@ class TestEvents:
     async def test_keep_alive_comments(
         self, http: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("fastapi.routing._PING_INTERVAL", 0.2)
+        monkeypatch.setattr("live.keepalive.KEEPALIVE_SECONDS", 0.2)
         async with Stream(http, events_url(alice), headers=alice.headers) as (_response, reader):
             await reader.next()
             ping = await reader.next(within=5)
             assert ping is not None and ping.event is None and ping.comments
+
+
+class TestSharedReads:
+    """One read of each change per process, however many of the owner's streams want it."""
+
+    async def test_one_read_for_five_streams_of_an_owner(
+        self, app: FastAPI, http: httpx.AsyncClient, client: AsyncClient, alice: Account
+    ) -> None:
+        streams = [Stream(http, events_url(alice), headers=alice.headers) for _ in range(5)]
+        readers = []
+        for stream in streams:
+            _response, reader = await stream.__aenter__()
+            await reader.next()
+            readers.append(reader)
+        read = str(_owner_log().compile(dialect=app.state.engine.dialect))
+        try:
+            with recorded(app) as traffic:
+                task = await create_task(client, alice, title="for every tab")
+                events = [await reader.next_event() for reader in readers]
+        finally:
+            for stream in streams:
+                await stream.__aexit__()
+        assert [event.data for event in events if event] == [task] * 5
+        assert len({event.id for event in events if event}) == 1
+        assert traffic.statements.count(read) == 1
+
+    async def test_a_stream_behind_catches_up_beside_a_live_one(
+        self, http: httpx.AsyncClient, client: AsyncClient, alice: Account
+    ) -> None:
+        async with Stream(http, events_url(alice), headers=alice.headers) as (_r, live):
+            await live.next()
+            first = await create_task(client, alice, title="seen by both")
+            seen = await live.next_event()
+            assert seen is not None and seen.data == first
+            missed = [await create_task(client, alice, title=f"missed {n}") for n in range(3)]
+            headers = {**alice.headers, "Last-Event-ID": seen.id or ""}
+            async with Stream(http, events_url(alice), headers=headers) as (_r, behind):
+                caught_up = [await behind.next_event() for _ in missed]
+                assert [event.data for event in caught_up if event] == missed
+                after = await create_task(client, alice, title="after the reconnect")
+                assert (await behind.next_event()).data == after  # type: ignore[union-attr]
+                both = [await live.next_event() for _ in range(4)]
+                assert [event.data for event in both if event] == [*missed, after]
 
 
 class TestTickets:
@@ -245,19 +283,68 @@ class TestTickets:
         assert response.status_code == 401
 
 
+class TestTicketLimit:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"events_max_tickets_per_token": 3}
+
+    async def test_per_token_then_429_with_retry_after(
+        self, client: AsyncClient, alice: Account
+    ) -> None:
+        url = f"/api/{alice.id}/events/tickets"
+        for _ in range(3):
+            assert (await client.post(url, headers=alice.headers)).status_code == 201
+        refused = await client.post(url, headers=alice.headers)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.json()["detail"].startswith("Too many event tickets; try again in")
+        # Another token of the same user has a count of its own.
+        other = frontend_token(alice.id, jti="another-token")
+        assert (await client.post(url, headers=bearer(other))).status_code == 201
+
+    async def test_documented(self, client: AsyncClient) -> None:
+        operation = (await client.get("/openapi.json")).json()["paths"][
+            "/api/{user_id}/events/tickets"
+        ]["post"]
+        assert "Retry-After" in operation["responses"]["429"]["headers"]
+
+
 class TestStreamEnds:
     async def test_when_its_token_is_revoked(
-        self,
-        http: httpx.AsyncClient,
-        client: AsyncClient,
-        alice: Account,
-        monkeypatch: pytest.MonkeyPatch,
+        self, http: httpx.AsyncClient, client: AsyncClient, alice: Account
     ) -> None:
-        monkeypatch.setattr(routes.events, "REVALIDATE_SECONDS", 0.3)
         async with Stream(http, events_url(alice), headers=alice.headers) as (_response, reader):
             await reader.next()
             await client.post("/api/auth/logout", headers=alice.headers)
             assert await reader.next_event(within=5) is None
+
+    async def test_when_its_password_changes(
+        self, http: httpx.AsyncClient, client: AsyncClient, alice: Account
+    ) -> None:
+        """Every token of the user is revoked: the streams end at once (the default check is
+        15 s away)."""
+        other = frontend_token(alice.id, jti="another-device", iat=datetime.now(UTC))
+        streams = [
+            Stream(http, events_url(alice), headers=alice.headers),
+            Stream(http, events_url(alice), headers=bearer(other)),
+        ]
+        readers = []
+        for stream in streams:
+            _response, reader = await stream.__aenter__()
+            await reader.next()
+            readers.append(reader)
+        try:
+            changed = await client.put(
+                "/api/auth/password",
+                json={"current_password": alice.password, "new_password": "a new passphrase"},
+                headers=alice.headers,
+            )
+            assert changed.status_code == 200
+            for reader in readers:
+                assert await reader.next_event(within=3) is None
+        finally:
+            for stream in streams:
+                await stream.__aexit__()
 
     async def test_when_its_token_expires(
         self, http: httpx.AsyncClient, client: AsyncClient
@@ -296,6 +383,40 @@ class TestStreamEnds:
         await _eventually(lambda: app.state.broker.open_streams(alice.id) == 0)
 
 
+class TestInstanceFull:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"events_max_streams": 2}
+
+    async def test_past_the_process_limit_503_with_retry_after_then_a_freed_slot_serves(
+        self, app: FastAPI, http: httpx.AsyncClient, alice: Account, bob: Account
+    ) -> None:
+        first, second = (
+            Stream(http, events_url(account), headers=account.headers) for account in (alice, bob)
+        )
+        for stream in (first, second):
+            response, reader = await stream.__aenter__()
+            assert response.status_code == 200
+            await reader.next()
+        try:
+            refused = await http.get(events_url(alice), headers=alice.headers)
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "5"
+            assert "the most open event streams it can (2)" in refused.json()["detail"]
+            other_routes = await http.get(alice.tasks_url, headers=alice.headers)
+            assert other_routes.status_code == 200
+        finally:
+            await first.__aexit__()
+        await _eventually(lambda: app.state.broker.open_count == 1)
+        try:
+            async with Stream(http, events_url(alice), headers=alice.headers) as (response, reader):
+                assert response.status_code == 200
+                await reader.next()
+        finally:
+            await second.__aexit__()
+        await _eventually(lambda: app.state.broker.open_count == 0)
+
+
 async def sign_up_and_open(http: httpx.AsyncClient) -> int:
     """Another user is not limited by the first one's streams."""
     response = await http.post(
@@ -310,3 +431,99 @@ async def sign_up_and_open(http: httpx.AsyncClient) -> int:
     ):
         await reader.next()
         return opened.status_code
+
+
+IDLE_STREAMS = 1_000
+CHECKS = 5
+
+
+class TestPeriodicCheck:
+    """Every open stream is checked in one statement per `EVENTS_CHECK_SECONDS` (here 0.1 s):
+    what no notification told this process still reaches its streams."""
+
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"events_check_seconds": 0.1}
+
+    async def test_a_change_nobody_announced_arrives_at_the_next_check(
+        self,
+        app: FastAPI,
+        http: httpx.AsyncClient,
+        client: AsyncClient,
+        alice: Account,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """As a write of another process whose notification was lost: the process-wide check
+        finds the owner's log ahead of what it read."""
+        async with Stream(http, events_url(alice), headers=alice.headers) as (_r, reader):
+            await reader.next()
+            monkeypatch.setattr(app.state.database, "changed", lambda _user_id: None)
+            task = await create_task(client, alice, title="unannounced")
+            event = await reader.next_event(within=5)
+            assert event is not None and event.data == task
+
+    async def test_when_a_revocation_reaches_the_process_unannounced(
+        self, app: FastAPI, http: httpx.AsyncClient, alice: Account
+    ) -> None:
+        """A revocation this process was not told of (another instance's, while LISTEN was
+        down): the process-wide check ends the stream."""
+        claims = await app.state.token_verifier.verify(alice.token)
+        async with Stream(http, events_url(alice), headers=alice.headers) as (_r, reader):
+            await reader.next()
+            async with app.state.engine.begin() as connection:
+                await connection.execute(
+                    RevokedToken.__table__.insert().values(
+                        jti=claims.revocation_key, expires_at=claims.expires_at
+                    )
+                )
+            assert await reader.next_event(within=5) is None
+
+    async def test_an_idle_process_with_1000_streams_issues_one_statement_per_check(
+        self, app: FastAPI, server: str
+    ) -> None:
+        """Nothing per stream on a timer: over five checks, five statements (one each), so a
+        minute at the default 15 s costs four, whatever the number of streams."""
+        _allow_open_files(4 * IDLE_STREAMS)
+        requests = []
+        for number in range(IDLE_STREAMS):
+            sub = f"idle-{number}"
+            requests.append((f"/api/{sub}/events", bearer(frontend_token(sub))))
+        streams = await open_raw_streams(server, requests)
+        broker, revalidation = app.state.broker, app.state.revalidation
+        try:
+            await _eventually(
+                lambda: sum(stream.joined for stream in broker.streams()) == IDLE_STREAMS
+            )
+            issued: list[tuple[int, str]] = []
+
+            def statement(_conn: object, _cursor: object, text: str, *_args: object) -> None:
+                issued.append((revalidation.completed, text))
+
+            engine = app.state.engine.sync_engine
+            event.listen(engine, "before_cursor_execute", statement)
+            try:
+                first = revalidation.completed + 1
+                await _eventually(lambda: revalidation.completed >= first + CHECKS)
+            finally:
+                event.remove(engine, "before_cursor_execute", statement)
+        finally:
+            for stream in streams:
+                stream.close()
+        # Issued after check `first` completed and before check `first + CHECKS` did.
+        window = [text for completed, text in issued if first <= completed < first + CHECKS]
+        check = str(
+            _statement(app.state.database.is_postgresql, True).compile(
+                dialect=app.state.engine.dialect
+            )
+        )
+        assert window == [check] * CHECKS
+        default_interval = Settings.model_fields["events_check_seconds"].default
+        assert len(window) / CHECKS * 60 / default_interval == 4
+
+
+def _allow_open_files(count: int) -> None:
+    """Both ends of every connection live in this process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count:
+        assert hard >= count, f"this test needs {count} open files; the hard limit is {hard}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))

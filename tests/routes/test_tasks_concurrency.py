@@ -119,3 +119,24 @@ async def test_concurrent_tag_replacements_keep_the_tag_index_exact(client: Asyn
     for tag in [f"t{n}" for n in range(10)] + ["shared", "start"]:
         found = await client.get(account.tasks_url, params={"tag": tag}, headers=account.headers)
         assert (len(found.json()) == 1) == (tag in final), tag
+
+
+async def test_forty_racing_writes_of_one_owner_all_succeed(client: AsyncClient) -> None:
+    """However many writes of one owner queue behind each other, none is refused: a write that
+    lost the race for the owner's counter is retried holding it (PostgreSQL), instead of racing
+    again a fixed number of times."""
+    account = await sign_up(client)
+    created = await client.post(
+        account.tasks_url, json={"title": "raced", "tags": ["start"]}, headers=account.headers
+    )
+    url = f"{account.tasks_url}/{created.json()['id']}"
+    responses = await asyncio.gather(
+        *(
+            client.put(url, json={"tags": [f"t{n}", "shared"]}, headers=account.headers)
+            for n in range(40)
+        )
+    )
+    assert Counter(response.status_code for response in responses) == Counter({200: 40})
+    final = (await client.get(url, headers=account.headers)).json()
+    changes = await client.get(f"{account.tasks_url}/changes", headers=account.headers)
+    assert [task["tags"] for task in changes.json()["changes"]] == [final["tags"]]

@@ -166,6 +166,28 @@ class TestIfMatch:
         )
         assert response.status_code == 412
 
+    @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+    @pytest.mark.parametrize("version", [2**63, 2**64 + 1, 10**19 - 1])
+    async def test_versions_past_64_bits_are_412_or_404(
+        self, client: AsyncClient, alice: Account, method: str, version: int
+    ) -> None:
+        """Versions are 64-bit columns: a bigger number in a tag names no version (412, or
+        404 for a missing task), never a statement the database cannot bind."""
+        url, _tag = await self._task_and_tag(client, alice)
+        task_id = url.rsplit("/", 1)[1]
+        for target, tag, expected in (
+            (url, f'"{task_id}.{version}"', 412),
+            (f"{alice.tasks_url}/987654", f'"987654.{version}"', 404),
+        ):
+            headers = {**alice.headers, "If-Match": tag}
+            if method == "put":
+                response = await client.put(target, json={"title": "c"}, headers=headers)
+            elif method == "patch":
+                response = await client.patch(f"{target}/complete", headers=headers)
+            else:
+                response = await client.delete(target, headers=headers)
+            assert response.status_code == expected, (tag, response.text)
+
     async def test_any_of_a_list_and_star(self, client: AsyncClient, alice: Account) -> None:
         url, tag = await self._task_and_tag(client, alice)
         response = await client.put(

@@ -6,10 +6,14 @@ import logging
 import re
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from httpx import AsyncClient
+from starlette.routing import Route
 
+from main import create_app
+from settings import Settings
 from tests.helpers import PASSWORD, TEST_SECRET, bearer, create_task, sign_up
+from web.errors import database_unavailable_handler
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -114,8 +118,12 @@ class TestAccessLog:
         assert (second.route, second.status) == ("-", 404)
         assert "abc" not in second.getMessage()
 
-    def test_uvicorns_own_access_line_is_off(self, app: FastAPI) -> None:
-        """It would be a second line per request, with the raw path and query string."""
+    def test_uvicorns_own_access_line_is_off(self, settings: Settings) -> None:
+        """It would be a second line per request, with the raw path and query string. (uvicorn
+        configures its loggers before it imports the app, so the app switches it off when it is
+        made; tests that start uvicorn in this process switch it on again, so a fresh app.)"""
+        logging.getLogger("uvicorn.access").disabled = False
+        create_app(settings)
         assert logging.getLogger("uvicorn.access").disabled
 
 
@@ -133,7 +141,7 @@ class TestUnhandledErrors:
         monkeypatch.setattr(app.state.token_verifier, "verify", broken)
         with caplog.at_level(logging.INFO):
             response = await client.get(
-                "/api/u/tasks", headers={**bearer("a.b.c"), "X-Request-ID": "req-42"}
+                "/api/owner-7f3a/tasks", headers={**bearer("a.b.c"), "X-Request-ID": "req-42"}
             )
         assert response.status_code == 500
         assert response.json() == {"detail": "Internal server error", "request_id": "req-42"}
@@ -144,6 +152,8 @@ class TestUnhandledErrors:
         assert len(errors) == 1
         assert errors[0].exc_info is not None
         assert "req-42" in errors[0].getMessage()
+        assert "GET /api/{user_id}/tasks" in errors[0].getMessage()  # the route, not the path
+        assert "owner-7f3a" not in errors[0].getMessage()
         [access] = _access_records(caplog)
         assert access.status == 500
 
@@ -198,3 +208,21 @@ class TestLogsCarryNoSecrets:
         ]
         for secret in secrets:
             assert secret not in text, f"a secret leaked into the logs: {secret[:12]}..."
+
+
+class TestDatabaseUnavailableLog:
+    async def test_names_the_route_never_the_path(self, caplog: pytest.LogCaptureFixture) -> None:
+        route = Route("/api/{user_id}/tasks", endpoint=lambda _request: None)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/owner-7f3a/tasks",
+            "headers": [],
+            "route": route,
+        }
+        with caplog.at_level(logging.WARNING, logger="todo.errors"):
+            response = await database_unavailable_handler(Request(scope), OSError("refused"))
+        assert response.status_code == 503
+        [record] = [r for r in caplog.records if r.name == "todo.errors"]
+        assert "GET /api/{user_id}/tasks" in record.getMessage()
+        assert "owner-7f3a" not in record.getMessage()

@@ -96,14 +96,14 @@ class TestModelFailures:
 class TestModelTimeout:
     @pytest.fixture
     def settings_overrides(self, chat_settings: dict[str, Any]) -> dict[str, object]:
-        return {**chat_settings, "chat_model_timeout": 1.0}
+        return {**chat_settings, "chat_model_timeout": 3.0}
 
     async def test_is_504(self, client: AsyncClient, alice: Account, model: ScriptedModel) -> None:
         model.script(Stall())
         response = await say(client, alice, "hello")
         assert response.status_code == 504
         assert response.json()["detail"] == (
-            "The model (scripted-model) did not answer within 1 seconds; try again"
+            "The model (scripted-model) did not answer within 3 seconds; try again"
         )
         assert await _conversations(client, alice) == []
 

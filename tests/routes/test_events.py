@@ -341,7 +341,7 @@ class TestStreamEnds:
             )
             assert changed.status_code == 200
             for reader in readers:
-                assert await reader.next_event(within=3) is None
+                assert await reader.next_event(within=10) is None
         finally:
             for stream in streams:
                 await stream.__aexit__()

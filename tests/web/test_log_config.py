@@ -30,9 +30,13 @@ class AttributesAsJson(logging.Formatter):
 
 @pytest.fixture
 def root_output() -> Iterator[tuple[io.StringIO, io.StringIO]]:
-    """Two handlers on the root logger (readable and structured), wired by configure_logging."""
+    """Two handlers on the root logger (readable and structured), wired by configure_logging.
+    They keep only the app's loggers (`todo.*`, this file's included): a record of anything else
+    that reaches the root meanwhile (asyncio collecting another test's task) is not the test's."""
     readable, structured = io.StringIO(), io.StringIO()
     handlers = [logging.StreamHandler(readable), logging.StreamHandler(structured)]
+    for handler in handlers:
+        handler.addFilter(lambda record: record.name.startswith("todo"))
     handlers[0].setFormatter(logging.Formatter(LOG_FORMAT))
     handlers[1].setFormatter(AttributesAsJson())
     root = logging.getLogger()

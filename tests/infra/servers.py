@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -60,10 +61,29 @@ def _has_user(name: str) -> bool:
     return True
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free now, for a server started next, taken from below the kernel's ephemeral
+    range: an outgoing connection (thousands during a run) is never given it in the moment
+    between this check and the server's bind, as it could be one the kernel picked itself."""
+    ephemeral = _ephemeral_ports()
+    candidates = range(20000, ephemeral.start) if ephemeral.start > 21000 else range(10000, 20000)
+    for _ in range(100):
+        port = random.choice(candidates)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {candidates}")
 
 
 def wait_for_port(port: int, *, alive: subprocess.Popen[bytes] | None = None) -> None:

@@ -14,7 +14,7 @@ import sys
 from contextlib import suppress
 from functools import cached_property, lru_cache
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -65,6 +65,18 @@ DEFAULT_CHAT_MESSAGE_CHARS = 4000
 CHAT_MESSAGE_MAX_CHARS_CAP = 32000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _http_url(value: str) -> SplitResult | None:
+    """`value`'s parts when it is an http:// or https:// URL with a host (and a port in range)."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port out of range is a ValueError
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts
 
 
 def url_origin(url: str) -> str:
@@ -293,18 +305,8 @@ class Settings(BaseSettings):
     def _resource_url(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip().rstrip("/")
-            try:
-                parts = urlsplit(value)
-                _ = parts.port
-            except ValueError:
-                parts = None
-            if (
-                parts is None
-                or parts.scheme.lower() not in DEFAULT_PORTS
-                or not parts.hostname
-                or parts.query
-                or parts.fragment
-            ):
+            parts = _http_url(value)
+            if parts is None or parts.query or parts.fragment:
                 raise ValueError(
                     "must be the public http:// or https:// URL of the MCP endpoint, without a "
                     "query string or fragment (e.g. https://api.example.com/mcp)"
@@ -333,12 +335,7 @@ class Settings(BaseSettings):
             value = value.strip().rstrip("/")
             if not value:
                 return None
-            try:
-                parts = urlsplit(value)
-                _ = parts.port
-            except ValueError:
-                parts = None
-            if parts is None or parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+            if _http_url(value) is None:
                 raise ValueError(
                     "must be the http:// or https:// base URL of a Chat Completions API, e.g. "
                     "https://api.openai.com/v1 or http://localhost:11434/v1"

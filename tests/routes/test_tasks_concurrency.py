@@ -7,7 +7,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
 from tests.helpers import Account, sign_up
 
@@ -100,9 +100,11 @@ async def test_concurrent_toggles_of_one_task_are_atomic(client: AsyncClient) ->
     assert outcomes == Counter({True: 15, False: 15})
 
 
-async def test_concurrent_tag_replacements_keep_the_tag_index_exact(client: AsyncClient) -> None:
-    """Ten PUTs racing to replace one task's tags: whichever wins, filtering by tag finds the
-    task under exactly the tags it ends up with (no tag row of a loser survives)."""
+async def _racing_tag_replacements(
+    client: AsyncClient, count: int
+) -> tuple[Account, str, list[Response]]:
+    """`count` PUTs racing to replace the tags of one new task (tagged `start`): the owner, the
+    task's URL and the answers."""
     account = await sign_up(client)
     created = await client.post(
         account.tasks_url, json={"title": "raced", "tags": ["start"]}, headers=account.headers
@@ -111,9 +113,16 @@ async def test_concurrent_tag_replacements_keep_the_tag_index_exact(client: Asyn
     responses = await asyncio.gather(
         *(
             client.put(url, json={"tags": [f"t{n}", "shared"]}, headers=account.headers)
-            for n in range(10)
+            for n in range(count)
         )
     )
+    return account, url, list(responses)
+
+
+async def test_concurrent_tag_replacements_keep_the_tag_index_exact(client: AsyncClient) -> None:
+    """Ten PUTs racing to replace one task's tags: whichever wins, filtering by tag finds the
+    task under exactly the tags it ends up with (no tag row of a loser survives)."""
+    account, url, responses = await _racing_tag_replacements(client, 10)
     assert [response.status_code for response in responses] == [200] * 10
     final = set((await client.get(url, headers=account.headers)).json()["tags"])
     for tag in [f"t{n}" for n in range(10)] + ["shared", "start"]:
@@ -125,17 +134,7 @@ async def test_forty_racing_writes_of_one_owner_all_succeed(client: AsyncClient)
     """However many writes of one owner queue behind each other, none is refused: a write that
     lost the race for the owner's counter is retried holding it (PostgreSQL), instead of racing
     again a fixed number of times."""
-    account = await sign_up(client)
-    created = await client.post(
-        account.tasks_url, json={"title": "raced", "tags": ["start"]}, headers=account.headers
-    )
-    url = f"{account.tasks_url}/{created.json()['id']}"
-    responses = await asyncio.gather(
-        *(
-            client.put(url, json={"tags": [f"t{n}", "shared"]}, headers=account.headers)
-            for n in range(40)
-        )
-    )
+    account, url, responses = await _racing_tag_replacements(client, 40)
     assert Counter(response.status_code for response in responses) == Counter({200: 40})
     final = (await client.get(url, headers=account.headers)).json()
     changes = await client.get(f"{account.tasks_url}/changes", headers=account.headers)
